@@ -1,0 +1,93 @@
+"""RunConfig: everything that defines a run, its id and its fingerprint."""
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+HALF_MEAN, HALF_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+@dataclass
+class RunConfig:
+    """One training run: data, model, optimisation and bookkeeping, all plain values."""
+    experiment: str
+    model: str = "vgg_basic"
+    model_options: dict = field(default_factory=dict)
+    source: str = "cifar10"  # cifar10 | cifar100 | imagefolder:PATH | synthetic
+    num_classes: int = 10
+    image_size: int = 32
+    synthetic_sizes: tuple = (512, 256)  # train / test images of the synthetic source
+    val_size: int = 0
+    mean: tuple = HALF_MEAN
+    std: tuple = HALF_STD
+    augment: tuple = ("flip", "translate=0.1")
+    epochs: int = 30
+    batch_size: int = 100
+    eval_batch_size: int = 500
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    schedule: dict = field(default_factory=lambda: {"name": "constant"})
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
+    seed: int = 0
+    profile: str = "full"
+    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    channels_last: str = "auto"  # auto (on for CUDA) | on | off
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self):
+        """Refuse impossible settings with one sentence naming the field and the fix."""
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs={self.epochs}: train for at least 1 epoch")
+        if self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size}: use a positive batch size")
+        if self.lr <= 0:
+            problems.append(f"lr={self.lr}: the learning rate must be positive")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing={self.label_smoothing}: use a value in [0, 1)")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            problems.append("weight_decay and grad_clip must not be negative")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            problems.append(f"optimizer={self.optimizer!r}: use adam, adamw or sgd")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            problems.append(f"precision={self.precision!r}: use auto, fp32, bf16 or fp16")
+        if self.channels_last not in ("auto", "on", "off"):
+            problems.append(f"channels_last={self.channels_last!r}: use auto, on or off")
+        if problems:
+            raise ValueError(f"Impossible setting in run {self.experiment!r}: " + "; ".join(problems) + ".")
+
+    @property
+    def dataset(self) -> str:
+        """The data set's short name (an image folder is named after its directory)."""
+        if self.source.startswith("imagefolder:"):
+            return "imagefolder-" + re.sub(r"[^A-Za-z0-9_.-]", "", self.source.rstrip("/").split("/")[-1])
+        return self.source
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.experiment}-{self.model}-{self.dataset}-s{self.seed}-{self.profile}"
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))  # tuples become lists, as in a checkpoint
+
+    def fingerprint(self) -> str:
+        """A short hash of the config: a checkpoint or result made under another one is refused."""
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def replace(self, **changes) -> "RunConfig":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return RunConfig(**values)
+
+
+def config_differences(old: dict, new: dict) -> str:
+    """'epochs 30 -> 2, lr 0.001 -> 0.01': what differs between two config dicts."""
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))

@@ -1,0 +1,190 @@
+"""Data sets as uint8 tensors: sources, the on-disk cache and the seeded split."""
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import paths
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
+
+
+class DataUnavailable(RuntimeError):
+    """A data set could not be found or fetched; the message names the ways out."""
+
+
+@dataclass
+class ImageSet:
+    """Images as uint8 N x 3 x H x W tensors with int64 labels, train and test."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class Split:
+    """Train / validation / test tensors after the seeded split (val may be empty)."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_images(source: str, data_dir=None, num_classes: int = 10, image_size: int = 32,
+                synthetic_sizes=(512, 256), seed: int = 0) -> ImageSet:
+    """Load a source by name: cifar10, cifar100, imagefolder:PATH or synthetic."""
+    data_dir = Path(data_dir or paths.data_dir())
+    if source == "synthetic":
+        return synthetic_images(num_classes, synthetic_sizes[0], synthetic_sizes[1], image_size, seed)
+    if source in ("cifar10", "cifar100"):
+        return cached(data_dir / "cache" / f"{source}.pt", lambda: _torchvision_cifar(source, data_dir))
+    if source.startswith("imagefolder:"):
+        folder = Path(source.split(":", 1)[1]).expanduser().resolve()
+        key = hashlib.sha1(f"{folder}|{_folder_signature(folder)}|{image_size}".encode()).hexdigest()[:12]
+        return cached(data_dir / "cache" / f"imagefolder-{folder.name}-{key}.pt",
+                      lambda: _decode_folder(folder, image_size))
+    raise ValueError(f"Unknown data source {source!r}: use cifar10, cifar100, "
+                     "imagefolder:PATH or synthetic.")
+
+
+def cached(path: Path, build) -> ImageSet:
+    """Decode once with `build()`, keep the uint8 tensors in `path`, load them afterwards."""
+    if path.exists():
+        try:
+            return ImageSet(**torch.load(path, weights_only=True))
+        except Exception:  # a truncated cache file: decode again rather than fail
+            pass
+    images = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    torch.save(vars(images), tmp)
+    os.replace(tmp, path)
+    return images
+
+
+def _torchvision_cifar(source: str, data_dir: Path) -> ImageSet:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if source == "cifar10" else datasets.CIFAR100
+    root = data_dir / source
+    archive = cls.filename  # e.g. cifar-10-python.tar.gz
+    parts = []
+    for train in (True, False):
+        try:
+            ds = cls(root=str(root), train=train, download=True)
+        except Exception as err:  # offline, blocked or a corrupt archive
+            raise DataUnavailable(
+                f"{source.upper()} is not in {root} and could not be downloaded ({type(err).__name__}): "
+                f"put {archive} from {cls.url} into {root}, use source='imagefolder:PATH' for a local "
+                "image folder, or run the smoke profile (REPRO_PROFILE=smoke) on generated data."
+            ) from None
+        parts.append((torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(),
+                      torch.tensor(ds.targets, dtype=torch.int64)))
+        classes = list(ds.classes)
+    (train_x, train_y), (test_x, test_y) = parts
+    return ImageSet(train_x, train_y, test_x, test_y, classes)
+
+
+def _folder_signature(folder: Path) -> str:
+    """A cheap fingerprint of an image tree (names and sizes) so a changed tree is re-decoded."""
+    digest = hashlib.sha1()
+    for split in ("train", "test"):
+        for root, _, files in sorted(os.walk(folder / split)):
+            for name in sorted(files):
+                digest.update(f"{root}/{name}:{os.path.getsize(os.path.join(root, name))}".encode())
+    return digest.hexdigest()
+
+
+def _decode_folder(folder: Path, image_size: int) -> ImageSet:
+    """Decode a train/<class>/* + test/<class>/* tree into uint8 tensors."""
+    if not (folder / "train").is_dir() or not (folder / "test").is_dir():
+        raise DataUnavailable(
+            f"No image folder at {folder}: expected {folder}/train/<class>/*.jpg and "
+            f"{folder}/test/<class>/*.jpg; check the path after 'imagefolder:' or run the smoke profile.")
+    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    if not classes:
+        raise DataUnavailable(f"{folder}/train holds no class folders: expected train/<class>/*.jpg.")
+    tensors = []
+    for split in ("train", "test"):
+        images, labels = [], []
+        for label, name in enumerate(classes):
+            files = sorted(f for f in (folder / split / name).glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            images += [_read_image(f, image_size) for f in files]
+            labels += [label] * len(files)
+        if not images:
+            raise DataUnavailable(f"{folder}/{split} holds no images of the classes in {folder}/train.")
+        tensors += [torch.stack(images), torch.tensor(labels, dtype=torch.int64)]
+    return ImageSet(*tensors, classes)
+
+
+def _read_image(file: Path, size: int) -> torch.Tensor:
+    """One image as uint8 3 x size x size: shorter side resized to `size`, then centre-cropped."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+    from torchvision.transforms.v2 import functional as F
+
+    try:
+        image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB)
+    except RuntimeError as err:
+        raise DataUnavailable(f"Cannot decode {file} ({err}); remove or replace the file.") from None
+    if image.shape[-2:] != (size, size):
+        image = F.center_crop(F.resize(image, size, antialias=True), [size, size])
+    return image
+
+
+def synthetic_images(num_classes: int = 10, n_train: int = 512, n_test: int = 256,
+                     image_size: int = 32, seed: int = 0) -> ImageSet:
+    """Generated CIFAR-shaped images whose class is a colour and an oriented stripe texture.
+
+    The class signal survives flips and small shifts, so a small CNN learns it in an epoch or
+    two; per-image noise, brightness and phase keep it from being trivial. Deterministic in `seed`.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    colours = torch.rand(num_classes, 3, 1, 1, generator=gen)
+    angles = torch.arange(num_classes) * math.pi / num_classes
+    freqs = 0.25 + 0.5 * torch.rand(num_classes, generator=gen)
+    coords = torch.arange(image_size, dtype=torch.float32)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+
+    def make(n):
+        labels = torch.arange(n) % num_classes
+        labels = labels[torch.randperm(n, generator=gen)]
+        phase = 2 * math.pi * torch.rand(n, 1, 1, generator=gen)
+        angle, freq = angles[labels].view(n, 1, 1), freqs[labels].view(n, 1, 1)
+        stripes = torch.sin(freq * (xx * torch.cos(angle) + yy * torch.sin(angle)) + phase)
+        brightness = 0.8 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen)
+        image = colours[labels] * brightness + 0.25 * stripes.unsqueeze(1)
+        image = image + 0.15 * torch.randn(n, 3, image_size, image_size, generator=gen)
+        return (image.clamp(0, 1) * 255).round().to(torch.uint8), labels
+
+    train_x, train_y = make(n_train)
+    test_x, test_y = make(n_test)
+    return ImageSet(train_x, train_y, test_x, test_y, [f"class{i}" for i in range(num_classes)])
+
+
+def split(images: ImageSet, val_size: int = 0, seed: int = 0) -> Split:
+    """Hold out `val_size` seeded random training images for validation (0: none)."""
+    n = len(images.train_y)
+    if not 0 <= val_size < n:
+        raise ValueError(f"val_size={val_size} must be between 0 and {n - 1}, the training set's size minus one.")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = order[:val_size], order[val_size:]
+    return Split(images.train_x[train_idx], images.train_y[train_idx],
+                 images.train_x[val_idx], images.train_y[val_idx],
+                 images.test_x, images.test_y, images.classes)

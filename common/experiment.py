@@ -1,0 +1,127 @@
+"""run_experiment(): data -> model -> fit -> test -> results row, history CSV and curves PNG."""
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from . import data, paths, results
+from .augment import build_augment
+from .config import RunConfig
+from .loader import DeviceLoader
+from .models import build_model, count_parameters
+from .train import autocast_dtype, evaluate, fit, use_channels_last
+
+ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"
+
+
+class NoGPU(RuntimeError):
+    """A full-profile run was started without a GPU."""
+
+
+@dataclass
+class RunResult:
+    """A finished run: its results row, its per-epoch history, and whether it was loaded from disk."""
+    row: dict
+    history: pd.DataFrame
+    loaded: bool
+
+    def __repr__(self):
+        r = self.row
+        return (f"RunResult({r['run_id']}: test acc {r['test_acc_best']:.4f} (best val, epoch {r['best_epoch']}), "
+                f"{r['test_acc_final']:.4f} (final), {r['wall_seconds']:.0f}s on {r['device']}"
+                f"{', loaded' if self.loaded else ''})")
+
+
+def pick_device(profile: str) -> torch.device:
+    """CUDA when present; the full profile refuses the CPU unless $REPRO_ALLOW_CPU is set."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if profile == "full" and not os.environ.get(ALLOW_CPU_ENV):
+        raise NoGPU("The full profile needs a GPU and none was found: run on a GPU machine or in Colab "
+                    "(Runtime > Change runtime type > GPU), use the smoke profile (PROFILE='smoke'), or set "
+                    f"{ALLOW_CPU_ENV}=1 to train on the CPU anyway (hours per run).")
+    return torch.device("cpu")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=paths.repo_root(),
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def load_split(cfg: RunConfig) -> data.Split:
+    """The run's images, split into train / validation / test as its config says."""
+    images = data.load_images(cfg.source, num_classes=cfg.num_classes, image_size=cfg.image_size,
+                              synthetic_sizes=cfg.synthetic_sizes, seed=cfg.seed)
+    if images.num_classes != cfg.num_classes:
+        raise ValueError(f"{cfg.source} has {images.num_classes} classes but the run expects {cfg.num_classes}: "
+                         "set num_classes to match the data set.")
+    return data.split(images, cfg.val_size, cfg.seed)
+
+
+def make_loaders(cfg: RunConfig, split: data.Split, device: torch.device):
+    """Device-resident train (augmented, shuffled), validation and test loaders."""
+    channels_last = use_channels_last(cfg, device)
+    common = dict(mean=cfg.mean, std=cfg.std, device=device, channels_last=channels_last, seed=cfg.seed)
+    train = DeviceLoader(split.train_x, split.train_y, cfg.batch_size, augment=build_augment(cfg.augment),
+                         shuffle=True, **common)
+    val = DeviceLoader(split.val_x, split.val_y, cfg.eval_batch_size, shuffle=False, **common)
+    test = DeviceLoader(split.test_x, split.test_y, cfg.eval_batch_size, shuffle=False, **common)
+    return train, val, test
+
+
+def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True) -> RunResult:
+    """Train and test one run, or load its recorded result if it already finished (unless `force`)."""
+    results_csv = paths.results_dir(cfg.profile) / f"{notebook}.csv"
+    history_csv = paths.results_dir(cfg.profile) / "history" / f"{cfg.run_id}.csv"
+    figure_png = paths.figures_dir(cfg.profile) / f"{cfg.run_id}.png"
+    checkpoint_dir = paths.checkpoints_dir(cfg.profile) / cfg.run_id
+    if not force:
+        row = results.find_result(results_csv, cfg.run_id, cfg.fingerprint())
+        if row is not None and history_csv.exists():
+            print(f"{cfg.run_id}: finished on {row['finished_at']}, loading its recorded result "
+                  "(force=True trains it again).")
+            return RunResult(row, results.read_history(history_csv), loaded=True)
+    elif checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+
+    device = pick_device(cfg.profile)
+    split = load_split(cfg)
+    train_loader, val_loader, test_loader = make_loaders(cfg, split, device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
+    if use_channels_last(cfg, device):
+        model = model.to(memory_format=torch.channels_last)
+    outcome = fit(model, train_loader, val_loader, cfg, checkpoint_dir=checkpoint_dir, progress=progress)
+
+    amp_dtype = autocast_dtype(cfg, device)
+    test_loss_final, test_acc_final = evaluate(model, test_loader, amp_dtype)
+    model.load_state_dict(outcome.best_state)
+    test_loss_best, test_acc_best = evaluate(model, test_loader, amp_dtype)
+    best_row = outcome.history[outcome.best_epoch - 1]
+    row = {
+        "run_id": cfg.run_id, "notebook": notebook, "experiment": cfg.experiment, "model": cfg.model,
+        "dataset": cfg.dataset, "profile": cfg.profile, "seed": cfg.seed, "epochs": cfg.epochs,
+        "best_epoch": outcome.best_epoch, "val_acc_best": best_row["val_acc"],
+        "test_acc_best": test_acc_best, "test_loss_best": test_loss_best,
+        "test_acc_final": test_acc_final, "test_loss_final": test_loss_final,
+        "params": count_parameters(model), "wall_seconds": round(outcome.wall_seconds, 1),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
+        "torch": torch.__version__, "git_commit": git_commit(), "config_hash": cfg.fingerprint(),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    results.write_history(history_csv, outcome.history)
+    fig = results.plot_history(pd.DataFrame(outcome.history), title=cfg.run_id)
+    results.save_figure(fig, figure_png)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    results.upsert_result(results_csv, row)
+    return RunResult(row, pd.DataFrame(outcome.history), loaded=False)

@@ -1,0 +1,47 @@
+"""The report's recipes as RunConfigs, one function per section; `profile` picks full or smoke.
+
+full:  the recipe of ../shared/report/recipes.md on the real data set.
+smoke: the same code path on generated CIFAR-shaped data, a few hundred images, 2 epochs.
+"""
+
+from .config import HALF_MEAN, HALF_STD, RunConfig
+from .paths import check_profile
+
+SMOKE_EPOCHS = 2
+
+# Level E (CIFAR-10, basic VGG): every exploration starts from this recipe.
+LEVEL_E = dict(
+    model="vgg_basic",
+    source="cifar10", num_classes=10, val_size=0,  # no validation split in the report's E runs
+    mean=HALF_MEAN, std=HALF_STD,
+    augment=("flip", "translate=0.1"),  # RandomHorizontalFlip + RandomAffine(translate=(0.1, 0.1))
+    epochs=30, batch_size=100, eval_batch_size=100,
+    optimizer="adam", lr=5e-5, weight_decay=1e-3,  # Adam with coupled L2, as the code ran (the text says AdamW)
+    # CyclicLR triangular2 5e-5..3e-3, up 3,900 of the 15,000 steps, stepped every batch
+    schedule={"name": "cyclic", "base_lr": 5e-5, "max_lr": 3e-3, "up_fraction": 0.26},
+    grad_clip=1.0,
+)
+
+LEVEL_E_VARIANTS = {
+    "basic": dict(),
+}
+
+
+def level_e(variant: str = "basic", profile: str = "full", seed: int = 0, epochs=None, source=None) -> RunConfig:
+    """A Level E run: the basic VGG recipe with one exploration's changes."""
+    if variant not in LEVEL_E_VARIANTS:
+        raise ValueError(f"Unknown Level E variant {variant!r}: known are {', '.join(LEVEL_E_VARIANTS)}.")
+    settings = {**LEVEL_E, **LEVEL_E_VARIANTS[variant]}
+    return _for_profile(RunConfig(experiment=f"e_{variant}", **settings), profile, seed, epochs, source)
+
+
+def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source) -> RunConfig:
+    """Apply the profile, seed and the user's overrides (epochs, data source) to a recipe."""
+    changes = {"profile": check_profile(profile), "seed": seed}
+    if profile == "smoke":
+        changes.update(source="synthetic", epochs=SMOKE_EPOCHS, synthetic_sizes=(512, 256))
+    if source:
+        changes["source"] = source
+    if epochs:
+        changes["epochs"] = int(epochs)
+    return cfg.replace(**changes)

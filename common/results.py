@@ -1,0 +1,122 @@
+"""Run records on disk: the results CSV row, the per-epoch history CSV and the curves PNG."""
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+# One row per run in results/<notebook>.csv; the summary reads these columns.
+RESULT_FIELDS = [
+    "run_id", "notebook", "experiment", "model", "dataset", "profile", "seed", "epochs",
+    "best_epoch", "val_acc_best", "test_acc_best", "test_loss_best",
+    "test_acc_final", "test_loss_final", "params", "wall_seconds", "device",
+    "torch", "git_commit", "config_hash", "finished_at",
+]
+HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+class ResultsWriteError(RuntimeError):
+    """A results file could not be written; the existing file is untouched."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; on success rename it over `path` in one step."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise ResultsWriteError(
+            f"Cannot write {path}: {err.strerror}. Free space or make {path.parent} writable; "
+            "nothing already written was changed.") from None
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ResultsWriteError(
+            f"Cannot write {path}: {err.strerror}. Free space or make {path.parent} writable; "
+            "nothing already written was changed.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock beside `path` so concurrent writers never lose a row."""
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """The rows of one results CSV (an empty frame with the known columns if it is missing)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=RESULT_FIELDS)
+    return pd.read_csv(path)
+
+
+def upsert_result(path: Path, row: dict) -> None:
+    """Add `row` to the results CSV, replacing an earlier row of the same run id."""
+    with locked(path):
+        frame = read_results(path)
+        frame = frame[frame["run_id"] != row["run_id"]]
+        new = pd.DataFrame([{field: row.get(field) for field in RESULT_FIELDS}])
+        frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
+        write_csv(frame, path)
+
+
+def find_result(path: Path, run_id: str, config_hash: str):
+    """The recorded row of a finished run with this id and config, or None."""
+    frame = read_results(path)
+    match = frame[(frame["run_id"] == run_id) & (frame["config_hash"] == config_hash)]
+    return None if match.empty else match.iloc[-1].to_dict()
+
+
+def write_history(path: Path, history: list) -> None:
+    write_csv(pd.DataFrame(history, columns=HISTORY_FIELDS), path)
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def plot_history(history: pd.DataFrame, title: str = ""):
+    """Loss and accuracy against epoch, train and validation; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    history = pd.DataFrame(history)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
+        ax.plot(history["epoch"], history[f"train_{metric}"], marker=".", label="train")
+        if history[f"val_{metric}"].notna().any():
+            ax.plot(history["epoch"], history[f"val_{metric}"], marker=".", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")

@@ -1,0 +1,145 @@
+"""The report's tables with our runs beside the published numbers."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from common.paths import check_profile, results_dir
+from common.published import TABLES, published_table
+from common.results import RESULT_FIELDS, atomic_path
+
+NOT_RUN = "not run"
+SKIPPED_FILES = {"bench.csv"}  # benchmark timings, not training runs
+COLUMNS = ["row", "dataset", "published", "ours (best val)", "ours (final)", "difference",
+           "epochs", "wall time", "run"]
+
+
+def collect_results(profile: str) -> pd.DataFrame:
+    """Every run recorded in the profile's results CSVs, one row per run."""
+    frames = []
+    for path in sorted(results_dir(check_profile(profile)).glob("*.csv")):
+        if path.name in SKIPPED_FILES:
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue  # an empty or foreign file is not a results CSV
+        if "run_id" in frame.columns and not frame.empty:
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=RESULT_FIELDS)
+    results = pd.concat(frames, ignore_index=True)
+    # Older CSVs may lack a newer column; the tables only need it to exist.
+    return results.reindex(columns=list(dict.fromkeys(RESULT_FIELDS + list(results.columns))))
+
+
+def _number(value) -> float:
+    """A float, or NaN for anything missing or not numeric."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value
+
+
+def _accuracy(acc, loss=None) -> str:
+    """`0.8158`, or `0.8158 (loss 0.5455)` when a loss is known."""
+    acc, loss = _number(acc), _number(loss)
+    if math.isnan(acc):
+        return "n/a"
+    return f"{acc:.4f}" if math.isnan(loss) else f"{acc:.4f} (loss {loss:.4f})"
+
+
+def _duration(seconds) -> str:
+    """Wall time a person reads at a glance: `45 s`, `31 min`, `2 h 05 min`."""
+    seconds = _number(seconds)
+    if math.isnan(seconds):
+        return "n/a"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _epochs(values: pd.Series) -> str:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return "n/a"
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _run_label(runs: pd.DataFrame) -> str:
+    """The run id of a single run; otherwise how many seeds (or runs) the mean covers."""
+    if len(runs) == 1:
+        return str(runs["run_id"].iloc[0])
+    seeds = runs["seed"].dropna().nunique()
+    return f"{len(runs)} seeds" if seeds == len(runs) else f"{len(runs)} runs"
+
+
+def _table_row(published: pd.Series, runs: pd.DataFrame) -> dict:
+    row = {"row": published["row"], "dataset": published["dataset"],
+           "published": _accuracy(published["acc"], published["loss"])}
+    if runs.empty:
+        return {**row, **{column: NOT_RUN for column in COLUMNS[3:8]}, "run": ""}
+    mean = runs[["test_acc_best", "test_loss_best", "test_acc_final", "wall_seconds"]].apply(
+        pd.to_numeric, errors="coerce").mean()  # several seeds: report their mean
+    # Show our loss only where the report printed one, so the two cells compare like with like.
+    loss = mean["test_loss_best"] if not math.isnan(_number(published["loss"])) else None
+    # Rounded first so float noise never prints as "-0.0000".
+    difference = round(mean["test_acc_best"] - float(published["acc"]), 4) + 0.0
+    return {**row,
+            "ours (best val)": _accuracy(mean["test_acc_best"], loss),
+            "ours (final)": _accuracy(mean["test_acc_final"]),
+            "difference": "n/a" if math.isnan(difference) else f"{difference:+.4f}",
+            "epochs": _epochs(runs["epochs"]),
+            "wall time": _duration(mean["wall_seconds"]),
+            "run": _run_label(runs)}
+
+
+def report_tables(results: pd.DataFrame) -> dict:
+    """For each report table, in order: its published rows beside our matching runs."""
+    published = published_table()
+    tables = {}
+    for name in TABLES:
+        rows = []
+        for _, entry in published[published["table"] == name].iterrows():
+            runs = results[(results["experiment"] == entry["experiment"])
+                           & (results["dataset"] == entry["dataset"])]
+            rows.append(_table_row(entry, runs))
+        tables[name] = pd.DataFrame(rows, columns=COLUMNS)
+    return tables
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table; `|` inside a cell is escaped so columns stay aligned."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(column) for column in frame.columns) + " |",
+             "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(value) for value in values) + " |"
+              for values in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def summary_markdown(tables: dict) -> str:
+    """Every table under its own heading, as one markdown document body."""
+    return "\n\n".join(f"## {name}\n\n{_markdown_table(frame)}" for name, frame in tables.items())
+
+
+def write_summary(profile: str) -> Path:
+    """Collect the profile's runs and write results/summary.md beside its CSVs."""
+    tables = report_tables(collect_results(profile))
+    header = (f"# Our runs beside the report's published numbers (profile: {profile})\n\n"
+              "Test accuracy at the best-validation epoch and at the final epoch; difference = "
+              "ours (best val) - published. Numbers of the smoke profile come from a few hundred "
+              "generated images trained for an epoch or two: they test the code path and mean "
+              "nothing.\n\n")
+    path = results_dir(profile) / "summary.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(header + summary_markdown(tables) + "\n")
+    return path
