@@ -16,6 +16,7 @@ class RunConfig:
     model: str = "vgg_basic"
     model_options: dict = field(default_factory=dict)
     source: str = "cifar10"  # cifar10 | cifar100 | imagefolder:PATH | synthetic
+    report_dataset: str = "cifar10"  # the report's data set this run stands for; the summary joins on it
     num_classes: int = 10
     image_size: int = 32
     synthetic_sizes: tuple = (512, 256)  # train / test images of the synthetic source
@@ -62,6 +63,10 @@ class RunConfig:
             problems.append(f"channels_last={self.channels_last!r}: use auto, on or off")
         if problems:
             raise ValueError(f"Impossible setting in run {self.experiment!r}: " + "; ".join(problems) + ".")
+
+    def _repr_pretty_(self, printer, cycle):
+        """One field a line in notebooks, so a recipe reads like a table."""
+        printer.text("RunConfig(\n" + "".join(f"    {f.name}={getattr(self, f.name)!r},\n" for f in fields(self)) + ")")
 
     @property
     def dataset(self) -> str:

@@ -50,7 +50,7 @@ def pick_device(profile: str) -> torch.device:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=paths.repo_root(),
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=os.path.dirname(__file__),
                              capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -109,7 +109,7 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     best_row = outcome.history[outcome.best_epoch - 1]
     row = {
         "run_id": cfg.run_id, "notebook": notebook, "experiment": cfg.experiment, "model": cfg.model,
-        "dataset": cfg.dataset, "profile": cfg.profile, "seed": cfg.seed, "epochs": cfg.epochs,
+        "dataset": cfg.dataset, "report_dataset": cfg.report_dataset, "profile": cfg.profile, "seed": cfg.seed, "epochs": cfg.epochs,
         "best_epoch": outcome.best_epoch, "val_acc_best": best_row["val_acc"],
         "test_acc_best": test_acc_best, "test_loss_best": test_loss_best,
         "test_acc_final": test_acc_final, "test_loss_final": test_loss_final,

@@ -12,7 +12,7 @@ SMOKE_EPOCHS = 2
 # Level E (CIFAR-10, basic VGG): every exploration starts from this recipe.
 LEVEL_E = dict(
     model="vgg_basic",
-    source="cifar10", num_classes=10, val_size=0,  # no validation split in the report's E runs
+    source="cifar10", report_dataset="cifar10", num_classes=10, val_size=0,  # no validation split in the report's E runs
     mean=HALF_MEAN, std=HALF_STD,
     augment=("flip", "translate=0.1"),  # RandomHorizontalFlip + RandomAffine(translate=(0.1, 0.1))
     epochs=30, batch_size=100, eval_batch_size=100,
@@ -42,6 +42,8 @@ def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source) -> Run
         changes.update(source="synthetic", epochs=SMOKE_EPOCHS, synthetic_sizes=(512, 256))
     if source:
         changes["source"] = source
+        if source in ("cifar10", "cifar100"):
+            changes["report_dataset"] = source
     if epochs:
         changes["epochs"] = int(epochs)
     return cfg.replace(**changes)

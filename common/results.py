@@ -10,7 +10,7 @@ import pandas as pd
 
 # One row per run in results/<notebook>.csv; the summary reads these columns.
 RESULT_FIELDS = [
-    "run_id", "notebook", "experiment", "model", "dataset", "profile", "seed", "epochs",
+    "run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile", "seed", "epochs",
     "best_epoch", "val_acc_best", "test_acc_best", "test_loss_best",
     "test_acc_final", "test_loss_final", "params", "wall_seconds", "device",
     "torch", "git_commit", "config_hash", "finished_at",
