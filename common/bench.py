@@ -217,6 +217,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, help=f"timed runs of each variant; the median counts ({DEFAULTS['repeats']})")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline (2)")
     parser.add_argument("--only", choices=("loader", "training"), help="run one of the two benchmarks")
+    parser.add_argument("--threads", type=int, help="torch threads of the main process (torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke check in well under a minute")
     parser.add_argument("--out", type=Path, help="CSV to write (default: smoke/bench.csv, git-ignored)")
@@ -226,8 +227,8 @@ def parse_args(argv=None):
             setattr(args, key, value)
     if args.n_train < 100 or args.fit_images < 100:
         parser.error(f"--n-train ({args.n_train}) and --fit-images ({args.fit_images}) must be at least 100, one batch.")
-    if args.repeats < 1 or args.workers < 0:
-        parser.error("--repeats must be at least 1 and --workers must not be negative.")
+    if args.repeats < 1 or args.workers < 0 or (args.threads is not None and args.threads < 1):
+        parser.error("--repeats and --threads must be at least 1 and --workers must not be negative.")
     if args.source != "synthetic" and not args.source.startswith("imagefolder:"):
         parser.error(f"Unknown --source {args.source!r}: use synthetic or imagefolder:PATH.")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -238,6 +239,8 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # as fit() does: denormals once made CPU epochs 4x slower
     try:

@@ -103,13 +103,14 @@ def _table_row(published: pd.Series, runs: pd.DataFrame) -> dict:
 def report_tables(results: pd.DataFrame) -> dict:
     """For each report table, in order: its published rows beside our matching runs."""
     published = published_table()
+    # a smoke or image-folder run stands for the report's data set it reproduces
+    dataset = results["dataset"].astype(object)
+    if "report_dataset" in results:
+        dataset = results["report_dataset"].astype(object).where(results["report_dataset"].notna(), dataset)
     tables = {}
     for name in TABLES:
         rows = []
         for _, entry in published[published["table"] == name].iterrows():
-            # a smoke or image-folder run stands for the report's data set it reproduces
-            dataset = (results["report_dataset"].fillna(results["dataset"]) if "report_dataset" in results
-                       else results["dataset"])
             runs = results[(results["experiment"] == entry["experiment"]) & (dataset == entry["dataset"])]
             rows.append(_table_row(entry, runs))
         tables[name] = pd.DataFrame(rows, columns=COLUMNS)

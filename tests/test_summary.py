@@ -126,3 +126,20 @@ def test_full_summary_written_in_the_repository_results(root):
     assert "profile: full" in text
     assert "| VGG basic | cifar10 | 0.8392 | 0.8392 | 0.8292 | +0.0000 |" in text
     assert not (root / "smoke").exists()
+
+
+def test_run_on_another_source_stands_for_its_report_dataset(root):
+    # a smoke run on generated data fills the row of the data set its recipe reproduces, no other
+    write_rows("smoke", "01_basic_vgg.csv", [run_row("e_basic", "synthetic", 0, 0.55, report_dataset="cifar10"),
+                                             run_row("a_resnet18", "synthetic", 0, 0.2, report_dataset="cifar100")])
+    tables = summary.report_tables(summary.collect_results("smoke"))
+    assert table_row(tables, "Level E", "VGG basic", "cifar10")["ours (best val)"] == "0.5500"
+    assert table_row(tables, "Table 1", "Baseline ResNet18", "cifar10")["ours (best val)"] == summary.NOT_RUN
+    assert table_row(tables, "Table 1", "Baseline ResNet18", "cifar100")["ours (best val)"] == "0.2000 (loss 0.5000)"
+
+
+def test_compare_with_report_puts_one_run_beside_the_published_number():
+    row = run_row("e_basic", "imagefolder-cifar10jpg", 0, 0.81, report_dataset="cifar10")
+    frame = summary.compare_with_report(row)
+    assert frame["test accuracy"].tolist() == [0.8392, 0.81, pytest.approx(0.80)]
+    assert frame["difference to report"].iloc[1] == pytest.approx(-0.0292)
