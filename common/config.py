@@ -53,6 +53,9 @@ class RunConfig:
             problems.append(f"lr={self.lr}: the learning rate must be positive")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing={self.label_smoothing}: use a value in [0, 1)")
+        if self.val_size < 0 or self.num_classes < 2:
+            problems.append(f"val_size={self.val_size}, num_classes={self.num_classes}: "
+                            "use val_size >= 0 and at least 2 classes")
         if self.weight_decay < 0 or self.grad_clip < 0:
             problems.append("weight_decay and grad_clip must not be negative")
         if self.optimizer not in ("adam", "adamw", "sgd"):

@@ -10,7 +10,7 @@ import torch
 
 from . import paths
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".gif"}
 
 
 class DataUnavailable(RuntimeError):
@@ -74,8 +74,12 @@ def cached(path: Path, build) -> ImageSet:
     images = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(vars(images), tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(vars(images), tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return images
 
 
@@ -136,12 +140,14 @@ def _decode_folder(folder: Path, image_size: int) -> ImageSet:
 
 def _read_image(file: Path, size: int) -> torch.Tensor:
     """One image as uint8 3 x size x size: shorter side resized to `size`, then centre-cropped."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as F
 
     try:
-        image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB)
-    except RuntimeError as err:
+        with Image.open(file) as pil:
+            image = torch.from_numpy(np.array(pil.convert("RGB"))).permute(2, 0, 1).contiguous()
+    except (OSError, UnidentifiedImageError) as err:
         raise DataUnavailable(f"Cannot decode {file} ({err}); remove or replace the file.") from None
     if image.shape[-2:] != (size, size):
         image = F.center_crop(F.resize(image, size, antialias=True), [size, size])

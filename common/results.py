@@ -15,11 +15,19 @@ RESULT_FIELDS = [
     "test_acc_final", "test_loss_final", "params", "wall_seconds", "device",
     "torch", "git_commit", "config_hash", "finished_at",
 ]
+TEXT_FIELDS = ["run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile",
+               "device", "torch", "git_commit", "config_hash", "finished_at"]  # never parsed as numbers
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
 class ResultsWriteError(RuntimeError):
     """A results file could not be written; the existing file is untouched."""
+
+
+def _write_error(path: Path, err: OSError) -> ResultsWriteError:
+    return ResultsWriteError(
+        f"Cannot write {path}: {err.strerror or err}. Free space or make {Path(path).parent} writable; "
+        "nothing already written was changed.")
 
 
 @contextlib.contextmanager
@@ -31,16 +39,12 @@ def atomic_path(path: Path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as err:
-        raise ResultsWriteError(
-            f"Cannot write {path}: {err.strerror}. Free space or make {path.parent} writable; "
-            "nothing already written was changed.") from None
+        raise _write_error(path, err) from None
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     except OSError as err:
-        raise ResultsWriteError(
-            f"Cannot write {path}: {err.strerror}. Free space or make {path.parent} writable; "
-            "nothing already written was changed.") from None
+        raise _write_error(path, err) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -50,8 +54,12 @@ def atomic_path(path: Path):
 def locked(path: Path):
     """Hold an exclusive lock beside `path` so concurrent writers never lose a row."""
     lock_path = Path(path).with_name(Path(path).name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "w")
+    except OSError as err:
+        raise _write_error(path, err) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -69,7 +77,7 @@ def read_results(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=RESULT_FIELDS)
-    return pd.read_csv(path)
+    return pd.read_csv(path, dtype={field: str for field in TEXT_FIELDS})
 
 
 def upsert_result(path: Path, row: dict) -> None:

@@ -59,7 +59,7 @@ def build_schedule(optimizer, spec: dict, steps_per_epoch: int, epochs: int) -> 
     The optional key "stepped_every": "batch" overrides the unit, as the report's bug did.
     """
     spec = dict(spec or {"name": "constant"})
-    name = spec.pop("name")
+    name = spec.pop("name", None)
     stepped_every = spec.pop("stepped_every", None)
     if name not in SCHEDULES:
         raise ValueError(f"Unknown schedule {name!r}: known are {', '.join(SCHEDULES)}.")
