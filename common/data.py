@@ -10,6 +10,7 @@ import torch
 
 from . import paths
 
+CIFAR_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".gif"}
 
 
@@ -95,7 +96,7 @@ def _torchvision_cifar(source: str, data_dir: Path) -> ImageSet:
             ds = cls(root=str(root), train=train, download=True)
         except Exception as err:  # offline, blocked or a corrupt archive
             raise DataUnavailable(
-                f"{source.upper()} is not in {root} and could not be downloaded ({type(err).__name__}): "
+                f"{CIFAR_NAMES[source]} is not in {root} and could not be downloaded ({type(err).__name__}): "
                 f"put {archive} from {cls.url} into {root}, use source='imagefolder:PATH' for a local "
                 "image folder, or run the smoke profile (REPRO_PROFILE=smoke) on generated data."
             ) from None

@@ -6,6 +6,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
@@ -121,7 +122,6 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     results.write_history(history_csv, outcome.history)
     fig = results.plot_history(pd.DataFrame(outcome.history), title=cfg.run_id)
     results.save_figure(fig, figure_png)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
+    plt.close(fig)  # saved, not shown: the notebook draws its own
     results.upsert_result(results_csv, row)
     return RunResult(row, pd.DataFrame(outcome.history), loaded=False)
