@@ -34,6 +34,7 @@ class RunConfig:
     schedule: dict = field(default_factory=lambda: {"name": "constant"})
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
+    monitor_test: bool = False  # evaluate the test set every epoch for the curves (never for model selection)
     seed: int = 0
     profile: str = "full"
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16

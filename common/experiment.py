@@ -79,18 +79,30 @@ def make_loaders(cfg: RunConfig, split: data.Split, device: torch.device):
     return train, val, test
 
 
+def _history_csv(cfg: RunConfig):
+    return paths.results_dir(cfg.profile) / "history" / f"{cfg.run_id}.csv"
+
+
+def recorded_result(cfg: RunConfig, notebook: str):
+    """The recorded result of this exact run (same id and config) in a notebook's results, or None."""
+    row = results.find_result(paths.results_dir(cfg.profile) / f"{notebook}.csv", cfg.run_id, cfg.fingerprint())
+    if row is None or not _history_csv(cfg).exists():
+        return None
+    return RunResult(row, results.read_history(_history_csv(cfg)), loaded=True)
+
+
 def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True) -> RunResult:
     """Train and test one run, or load its recorded result if it already finished (unless `force`)."""
     results_csv = paths.results_dir(cfg.profile) / f"{notebook}.csv"
-    history_csv = paths.results_dir(cfg.profile) / "history" / f"{cfg.run_id}.csv"
+    history_csv = _history_csv(cfg)
     figure_png = paths.figures_dir(cfg.profile) / f"{cfg.run_id}.png"
     checkpoint_dir = paths.checkpoints_dir(cfg.profile) / cfg.run_id
     if not force:
-        row = results.find_result(results_csv, cfg.run_id, cfg.fingerprint())
-        if row is not None and history_csv.exists():
-            print(f"{cfg.run_id}: finished on {row['finished_at']}, loading its recorded result "
+        recorded = recorded_result(cfg, notebook)
+        if recorded is not None:
+            print(f"{cfg.run_id}: finished on {recorded.row['finished_at']}, loading its recorded result "
                   "(force=True trains it again).")
-            return RunResult(row, results.read_history(history_csv), loaded=True)
+            return recorded
     elif checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
 
@@ -101,7 +113,8 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     model = build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
     if use_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
-    outcome = fit(model, train_loader, val_loader, cfg, checkpoint_dir=checkpoint_dir, progress=progress)
+    outcome = fit(model, train_loader, val_loader, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
+                  test_loader=test_loader)
 
     amp_dtype = autocast_dtype(cfg, device)
     test_loss_final, test_acc_final = evaluate(model, test_loader, amp_dtype)
@@ -125,3 +138,18 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     plt.close(fig)  # saved, not shown: the notebook draws its own
     results.upsert_result(results_csv, row)
     return RunResult(row, pd.DataFrame(outcome.history), loaded=False)
+
+
+def trace_steps(cfg: RunConfig, epochs: int = 1) -> pd.DataFrame:
+    """Train the first `epochs` epochs of a run (its full schedule, no checkpoint, nothing recorded)
+    and return the learning rate and training loss of every step: a schedule seen at work."""
+    device = pick_device(cfg.profile)
+    train_loader, val_loader, _ = make_loaders(cfg, load_split(cfg), device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
+    if use_channels_last(cfg, device):
+        model = model.to(memory_format=torch.channels_last)
+    outcome = fit(model, train_loader, val_loader, cfg, progress=False, record_steps=True, stop_after=epochs)
+    trace = pd.DataFrame(outcome.steps, columns=["epoch", "step", "lr", "loss"])
+    trace["step"] = (trace["epoch"] - 1) * len(train_loader) + trace["step"]
+    return trace

@@ -17,7 +17,7 @@ RESULT_FIELDS = [
 ]
 TEXT_FIELDS = ["run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile",
                "device", "torch", "git_commit", "config_hash", "finished_at"]  # never parsed as numbers
-HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "seconds"]
 
 
 class ResultsWriteError(RuntimeError):
@@ -106,15 +106,17 @@ def read_history(path: Path) -> pd.DataFrame:
 
 
 def plot_history(history: pd.DataFrame, title: str = ""):
-    """Loss and accuracy against epoch, train and validation; returns the figure."""
+    """Loss and accuracy against epoch: train, and validation and test where recorded; returns the figure."""
     import matplotlib.pyplot as plt
 
     history = pd.DataFrame(history)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
         ax.plot(history["epoch"], history[f"train_{metric}"], marker=".", label="train")
-        if history[f"val_{metric}"].notna().any():
-            ax.plot(history["epoch"], history[f"val_{metric}"], marker=".", label="validation")
+        for split, name in (("val", "validation"), ("test", "test (monitored)")):
+            column = f"{split}_{metric}"
+            if column in history and history[column].notna().any():
+                ax.plot(history["epoch"], history[column], marker=".", label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -148,12 +148,26 @@ def write_summary(profile: str) -> Path:
     return path
 
 
-def compare_with_report(row: dict) -> pd.DataFrame:
-    """One run beside the report's published number for the same experiment and data set."""
+def _published_for(row: dict) -> float:
+    """The report's accuracy for a run's experiment and data set (NaN where it published none)."""
     published = published_table()
     dataset = row.get("report_dataset") or row["dataset"]
     match = published[(published["experiment"] == row["experiment"]) & (published["dataset"] == dataset)]
-    report = float(match["acc"].iloc[0]) if not match.empty else math.nan
+    return float(match["acc"].iloc[0]) if not match.empty else math.nan
+
+
+def compare_runs(rows: list) -> pd.DataFrame:
+    """Several runs, one line each, beside the report's numbers."""
+    frame = pd.DataFrame([{"experiment": row["experiment"], "report": _published_for(row),
+                           "ours (best val)": row["test_acc_best"], "ours (final)": row["test_acc_final"],
+                           "best epoch": row["best_epoch"], "epochs": row["epochs"]} for row in rows])
+    frame.insert(4, "difference", (frame["ours (best val)"] - frame["report"]).round(4))
+    return frame.set_index("experiment")
+
+
+def compare_with_report(row: dict) -> pd.DataFrame:
+    """One run beside the report's published number for the same experiment and data set."""
+    report = _published_for(row)
     frame = pd.DataFrame([
         {"": "report (published)", "test accuracy": report, "epoch": "final"},
         {"": "ours, best-validation epoch", "test accuracy": row["test_acc_best"], "epoch": row["best_epoch"]},
@@ -162,3 +176,25 @@ def compare_with_report(row: dict) -> pd.DataFrame:
     frame["difference to report"] = (frame["test accuracy"] - report).round(4)
     frame.iloc[0, -1] = math.nan  # the report against itself says nothing
     return frame
+
+
+def ordering_check(rows: list, noise: float = 0.005) -> pd.DataFrame:
+    """For every pair of runs, the report's accuracy difference beside ours and whether it survives.
+
+    A pair survives when our difference has the report's sign and is larger than `noise` (a
+    single seed's run-to-run spread is a few tenths of a percent on CIFAR-10).
+    """
+    lines = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            report = _published_for(a) - _published_for(b)
+            ours = a["test_acc_best"] - b["test_acc_best"]
+            if math.isnan(report):
+                verdict = "not in the report"
+            elif abs(ours) < noise:
+                verdict = "within noise"
+            else:
+                verdict = "survives" if (ours > 0) == (report > 0) else "reversed"
+            lines.append({"pair": f"{a['experiment']} - {b['experiment']}", "report": round(report, 4),
+                          "ours": round(ours, 4), "verdict": verdict})
+    return pd.DataFrame(lines).set_index("pair")

@@ -36,6 +36,7 @@ class FitResult:
     best_epoch: int
     best_state: dict
     wall_seconds: float
+    steps: list = None  # (epoch, step, lr, loss) of every step, when fit() was asked to record them
 
 
 def autocast_dtype(cfg: RunConfig, device: torch.device):
@@ -106,8 +107,13 @@ def load_checkpoint(path: Path, device="cpu") -> dict:
 
 
 def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_dir=None,
-        progress: bool = True) -> FitResult:
-    """Train `model` as `cfg` says; checkpoint every epoch in `checkpoint_dir` and resume from it."""
+        progress: bool = True, test_loader=None, record_steps: bool = False, stop_after=None) -> FitResult:
+    """Train `model` as `cfg` says; checkpoint every epoch in `checkpoint_dir` and resume from it.
+
+    `test_loader` with cfg.monitor_test adds test metrics to every epoch's history (curves only:
+    the best epoch is chosen on validation); `record_steps` keeps every step's lr and loss;
+    `stop_after` ends a diagnostic run after that many epochs of the configured schedule.
+    """
     device = next(model.parameters()).device
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormal floats made CPU epochs 4x slower late in training
@@ -143,11 +149,11 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
             if has_val and best_path.exists():
                 best_state = load_checkpoint(best_path, device)["model"]
 
-    steps = len(train_loader)
+    steps, recorded = len(train_loader), []
     bar = progress_bar(total=cfg.epochs * steps, initial=start_epoch * steps, desc=cfg.run_id,
                        disable=not progress)
     model.train()
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+    for epoch in range(start_epoch + 1, min(cfg.epochs, stop_after or cfg.epochs) + 1):
         started = time.perf_counter()
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout draws depend on the epoch only: resume is exact
         train_loader.set_epoch(epoch)
@@ -156,6 +162,7 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         correct = torch.zeros((), device=device, dtype=torch.long)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         count = 0
+        step_lrs, step_losses = [], []
         for step, (images, labels) in enumerate(train_loader, start=1):
             with _autocast(device, amp_dtype):
                 logits = model(images)
@@ -167,6 +174,9 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if record_steps:  # lr as used by this step; losses stay on the device until the epoch ends
+                step_lrs.append(optimizer.param_groups[0]["lr"])
+                step_losses.append(loss.detach())
             if schedule.unit == "batch":
                 schedule.scheduler.step()
             loss = loss.detach()
@@ -180,9 +190,14 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         if schedule.unit == "epoch":
             schedule.scheduler.step()
         row = {"epoch": epoch, "train_loss": loss_sum.item() / count, "train_acc": correct.item() / count,
-               "val_loss": math.nan, "val_acc": math.nan, "lr": lr}
+               "val_loss": math.nan, "val_acc": math.nan, "test_loss": math.nan, "test_acc": math.nan, "lr": lr}
         if has_val:
             row["val_loss"], row["val_acc"] = evaluate(model, val_loader, amp_dtype)
+        if cfg.monitor_test and test_loader is not None:
+            row["test_loss"], row["test_acc"] = evaluate(model, test_loader, amp_dtype)
+        if record_steps:
+            recorded += [(epoch, i, lr_i, loss_i) for i, (lr_i, loss_i) in
+                         enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
         row["seconds"] = time.perf_counter() - started
         wall += row["seconds"]
         history.append(row)
@@ -204,7 +219,7 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
     bar.close()
     if not has_val or best_state is None:
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return FitResult(history, best["epoch"], best_state, wall)
+    return FitResult(history, best["epoch"], best_state, wall, recorded if record_steps else None)
 
 
 def _check_finite(first_bad: torch.Tensor, epoch: int, checkpoint_dir) -> None:
@@ -219,6 +234,7 @@ def _check_finite(first_bad: torch.Tensor, epoch: int, checkpoint_dir) -> None:
 
 def _epoch_line(row: dict) -> str:
     text = f"loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
-    if not math.isnan(row["val_acc"]):
-        text += f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+    for split in ("val", "test"):
+        if not math.isnan(row[f"{split}_acc"]):
+            text += f" | {split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.4f}"
     return text + f" | lr {row['lr']:.2e} | {row.get('seconds', 0):.0f}s"

@@ -28,3 +28,79 @@ def augmented_grid(cfg, n_images: int = 8, n_views: int = 4, seed: int = 0):
     fig.suptitle(f"{cfg.source}: training images and their augmentations {list(cfg.augment)}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_lr_schedules(specs: dict, steps_per_epoch: int, epochs: int, lr: float, zoom_steps: int = 200):
+    """Learning rate against training step for each schedule, stepped per epoch as written and per
+    batch as the report's code stepped it: the whole run above, its first `zoom_steps` below."""
+    from .schedules import lr_trace
+
+    fig, axes = plt.subplots(2, len(specs), figsize=(4.2 * len(specs), 6), squeeze=False)
+    for column, (name, spec) in enumerate(specs.items()):
+        written = lr_trace(spec, steps_per_epoch, epochs, lr)
+        as_run = lr_trace({**spec, "stepped_every": "batch"}, steps_per_epoch, epochs, lr)
+        for row, last in ((0, len(written)), (1, zoom_steps)):
+            ax = axes[row, column]
+            ax.plot(range(last), as_run[:last], color="tab:orange", lw=0.6, label="as run: per batch")
+            ax.plot(range(last), written[:last], color="tab:blue", lw=1.6, label="as written: per epoch")
+            if sorted(as_run)[len(as_run) // 2] < lr * 1e-3:  # step decay falls by orders of magnitude
+                ax.set_yscale("log")
+                ax.set_ylim(lr * 1e-12, lr * 3)
+            ax.set_xlabel("training step" + (f" (the first {zoom_steps})" if row else ""))
+            ax.grid(alpha=0.3)
+        axes[0, column].set_title(name)
+    for row in range(2):
+        axes[row, 0].set_ylabel("learning rate")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_step_trace(trace, title: str = ""):
+    """Training loss and learning rate of every step of a short run."""
+    fig, ax_loss = plt.subplots(figsize=(8, 3.4))
+    ax_loss.plot(trace["step"], trace["loss"], color="tab:blue", lw=0.8)
+    ax_loss.set_xlabel("training step")
+    ax_loss.set_ylabel("training loss (per batch)", color="tab:blue")
+    ax_lr = ax_loss.twinx()
+    ax_lr.plot(trace["step"], trace["lr"], color="tab:red")
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate", color="tab:red")
+    ax_loss.grid(alpha=0.3)
+    if title:
+        ax_loss.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overlay(histories: dict, metric: str = "test_acc", title: str = ""):
+    """One metric against epoch for several runs, one line each (label -> history frame)."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for label, history in histories.items():
+        ax.plot(history["epoch"], history[metric], marker=".", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history_grid(histories: dict, columns: int = 3):
+    """Loss curves of several runs, one small panel each (label -> history frame)."""
+    rows = -(-len(histories) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3 * rows), squeeze=False)
+    for ax, (label, history) in zip(axes.flat, histories.items()):
+        for column, name in (("train_loss", "train"), ("val_loss", "validation"), ("test_loss", "test")):
+            if column in history and history[column].notna().any():
+                ax.plot(history["epoch"], history[column], label=name)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(histories):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
