@@ -139,7 +139,8 @@ def write_summary(profile: str) -> Path:
     tables = report_tables(collect_results(profile))
     header = (f"# Our runs beside the report's published numbers (profile: {profile})\n\n"
               "Test accuracy at the best-validation epoch and at the final epoch; difference = "
-              "ours (best val) - published. Numbers of the smoke profile come from a few hundred "
+              "ours (best val) - published. Runs without a validation split (Level E, as the report ran them) "
+              "are scored at their final epoch in both columns. Numbers of the smoke profile come from a few hundred "
               "generated images trained for an epoch or two: they test the code path and mean "
               "nothing.\n\n")
     path = results_dir(profile) / "summary.md"
