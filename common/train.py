@@ -120,10 +120,7 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
     else:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     amp_dtype = autocast_dtype(cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    optimizer = build_optimizer(model, cfg)
-    schedule = build_schedule(optimizer, cfg.schedule, len(train_loader), cfg.epochs)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    trainer = _Trainer(model, cfg, len(train_loader), amp_dtype)
     has_val = val_loader is not None and len(val_loader.y) > 0
 
     history, start_epoch, wall = [], 0, 0.0
@@ -135,16 +132,7 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
         if last_path.exists():
-            state = load_checkpoint(last_path, device)
-            if state["config_hash"] != cfg.fingerprint():
-                raise CheckpointMismatch(
-                    f"Checkpoint {last_path} was made with another config "
-                    f"({config_differences(state['config'], cfg.to_dict())}): delete {checkpoint_dir} "
-                    "or run with force=True to start this run afresh.")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
+            state = trainer.restore(load_checkpoint(last_path, device), last_path)
             history, start_epoch, wall, best = state["history"], state["epoch"], state["wall_seconds"], state["best"]
             if has_val and best_path.exists():
                 best_state = load_checkpoint(best_path, device)["model"]
@@ -157,47 +145,15 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         started = time.perf_counter()
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout draws depend on the epoch only: resume is exact
         train_loader.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        first_bad = torch.full((), -1, device=device, dtype=torch.long)
-        count = 0
-        step_lrs, step_losses = [], []
-        for step, (images, labels) in enumerate(train_loader, start=1):
-            with _autocast(device, amp_dtype):
-                logits = model(images)
-                loss = criterion(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if record_steps:  # lr as used by this step; losses stay on the device until the epoch ends
-                step_lrs.append(optimizer.param_groups[0]["lr"])
-                step_losses.append(loss.detach())
-            if schedule.unit == "batch":
-                schedule.scheduler.step()
-            loss = loss.detach()
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
-            loss_sum += loss * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
-            count += len(labels)
-            if step % CHECK_EVERY == 0 or step == steps:
-                _check_finite(first_bad, epoch, checkpoint_dir)
-                bar.update(step - (bar.n - (epoch - 1) * steps))
-        if schedule.unit == "epoch":
-            schedule.scheduler.step()
-        row = {"epoch": epoch, "train_loss": loss_sum.item() / count, "train_acc": correct.item() / count,
-               "val_loss": math.nan, "val_acc": math.nan, "test_loss": math.nan, "test_acc": math.nan, "lr": lr}
+        lr = trainer.lr()
+        train_loss, train_acc, epoch_steps = trainer.train_epoch(train_loader, epoch, bar, checkpoint_dir, record_steps)
+        recorded += epoch_steps
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": math.nan,
+               "val_acc": math.nan, "test_loss": math.nan, "test_acc": math.nan, "lr": lr}
         if has_val:
             row["val_loss"], row["val_acc"] = evaluate(model, val_loader, amp_dtype)
         if cfg.monitor_test and test_loader is not None:
             row["test_loss"], row["test_acc"] = evaluate(model, test_loader, amp_dtype)
-        if record_steps:
-            recorded += [(epoch, i, lr_i, loss_i) for i, (lr_i, loss_i) in
-                         enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
         row["seconds"] = time.perf_counter() - started
         wall += row["seconds"]
         history.append(row)
@@ -209,10 +165,8 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
             if best_path is not None:
                 _save_atomic({"model": best_state, "epoch": epoch}, best_path)
         if last_path is not None:
-            _save_atomic({"config": cfg.to_dict(), "config_hash": cfg.fingerprint(), "epoch": epoch,
-                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": schedule.scheduler.state_dict(), "scaler": scaler.state_dict(),
-                          "history": history, "best": best, "wall_seconds": wall}, last_path)
+            _save_atomic({**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
+                          "epoch": epoch, "history": history, "best": best, "wall_seconds": wall}, last_path)
         bar.set_postfix_str(_epoch_line(row), refresh=False)
         if progress:
             bar.write(f"epoch {epoch}/{cfg.epochs} " + _epoch_line(row))
@@ -220,6 +174,81 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
     if not has_val or best_state is None:
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return FitResult(history, best["epoch"], best_state, wall, recorded if record_steps else None)
+
+
+class _Trainer:
+    """The model with its optimiser, schedule, loss and grad scaler: one epoch of steps at a time."""
+
+    def __init__(self, model: nn.Module, cfg: RunConfig, steps_per_epoch: int, amp_dtype):
+        self.model, self.cfg, self.amp_dtype = model, cfg, amp_dtype
+        self.device = next(model.parameters()).device
+        self.optimizer = build_optimizer(model, cfg)
+        self.schedule = build_schedule(self.optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def restore(self, state: dict, path: Path) -> dict:
+        """Load a checkpoint of this very config, refusing one made with another."""
+        if state["config_hash"] != self.cfg.fingerprint():
+            raise CheckpointMismatch(
+                f"Checkpoint {path} was made with another config "
+                f"({config_differences(state['config'], self.cfg.to_dict())}): delete {path.parent} "
+                "or run with force=True to start this run afresh.")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        return state
+
+    def train_epoch(self, loader, epoch: int, bar, checkpoint_dir, record_steps: bool):
+        """One pass over `loader`: mean loss, accuracy and, if asked, (epoch, step, lr, loss) per step.
+
+        Metrics stay on the device and are read every CHECK_EVERY steps, so a GPU never waits on a sync
+        inside the loop; a NaN found then is reported with the step it first appeared at.
+        """
+        device, steps = self.device, len(loader)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        count, step_lrs, step_losses = 0, [], []
+        for step, (images, labels) in enumerate(loader, start=1):
+            with _autocast(device, self.amp_dtype):
+                logits = self.model(images)
+                loss = self.criterion(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            loss = loss.detach()
+            if record_steps:  # the lr this step used; losses stay on the device until the epoch ends
+                step_lrs.append(self.lr())
+                step_losses.append(loss)
+            if self.schedule.unit == "batch":
+                self.schedule.scheduler.step()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+            loss_sum += loss * len(labels)
+            correct += (logits.argmax(1) == labels).sum()
+            count += len(labels)
+            if step % CHECK_EVERY == 0 or step == steps:
+                _check_finite(first_bad, epoch, checkpoint_dir)
+                bar.update(step - (bar.n - (epoch - 1) * steps))
+        if self.schedule.unit == "epoch":
+            self.schedule.scheduler.step()
+        recorded = []
+        if record_steps:
+            recorded = [(epoch, i, lr, value) for i, (lr, value) in
+                        enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
+        return loss_sum.item() / count, correct.item() / count, recorded
 
 
 def _check_finite(first_bad: torch.Tensor, epoch: int, checkpoint_dir) -> None:
