@@ -140,11 +140,12 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     return RunResult(row, pd.DataFrame(outcome.history), loaded=False)
 
 
-def trace_steps(cfg: RunConfig, epochs: int = 1) -> pd.DataFrame:
-    """Train the first `epochs` epochs of a run (its full schedule, no checkpoint, nothing recorded)
-    and return the learning rate and training loss of every step: a schedule seen at work."""
+def trace_steps(cfg: RunConfig, min_steps: int = 1) -> pd.DataFrame:
+    """Train the first whole epochs of a run that hold at least `min_steps` steps (its full schedule,
+    no checkpoint, nothing recorded) and return every step's learning rate and training loss."""
     device = pick_device(cfg.profile)
     train_loader, val_loader, _ = make_loaders(cfg, load_split(cfg), device)
+    epochs = -(-min_steps // len(train_loader))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
     if use_channels_last(cfg, device):

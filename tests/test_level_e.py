@@ -81,9 +81,10 @@ def test_monitored_test_curve_is_recorded_but_never_picks_the_epoch(tmp_path, mo
 def test_as_run_step_decay_collapses_the_learning_rate_within_the_first_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
     cfg = micro("step_decay", synthetic_sizes=(200, 40), batch_size=5, epochs=30)  # 40 steps an epoch
-    as_run = trace_steps(cfg.replace(schedule={**recipes.STEP_DECAY, "stepped_every": "batch"}), epochs=1)
-    fixed = trace_steps(cfg, epochs=1)
-    assert len(as_run) == len(fixed) == 40
+    as_run = trace_steps(cfg.replace(schedule={**recipes.STEP_DECAY, "stepped_every": "batch"}), min_steps=30)
+    fixed = trace_steps(cfg, min_steps=40)
+    assert len(as_run) == len(fixed) == 40  # whole epochs: one of 40 steps covers both
+    assert len(trace_steps(cfg.replace(epochs=3), min_steps=41)) == 80
     assert as_run["lr"].iloc[9] == pytest.approx(1e-3) and as_run["lr"].iloc[10] == pytest.approx(1e-4)
     assert as_run["lr"].iloc[-1] == pytest.approx(1e-6)
     assert (fixed["lr"] == 1e-3).all()  # written in epochs, stepped per epoch: no decay in epoch 1
