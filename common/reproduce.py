@@ -23,8 +23,7 @@ def notebooks(only=None) -> list:
     """The report's notebooks in order (the summary is numbered last); `only` filters by number or name."""
     found = sorted(p for p in (paths.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if only:
-        found = [p for p in found if any(p.stem == key or p.stem.startswith(f"{key}_") or p.stem.split("_")[0] == key
-                                         for key in only)]
+        found = [p for p in found if any(key in (p.stem, p.stem.split("_")[0]) for key in only)]
     return found
 
 
