@@ -57,3 +57,65 @@ def vgg_basic(num_classes=10, head="fc", downsample="maxpool", blocks=(64, 64, "
     else:
         tail = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
     return nn.Sequential(*layers, *tail)
+
+
+# Level A networks: torchvision's own building blocks, with the report's changes for 32x32 images.
+
+def _cifar_stem(model: nn.Module) -> nn.Module:
+    """torchvision's ResNet for 32x32: a 3x3 stride-1 stem and no max-pool, so stage 1 runs at 32x32
+    (the ImageNet stem's 7x7 stride-2 conv + max-pool would shrink a CIFAR image to 8x8 at once)."""
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+@register("resnet18")
+def resnet18(num_classes=10, dropout=0.5):
+    """ResNet18 with the CIFAR stem and the report's head: dropout 0.5 + linear (torchvision: linear only)."""
+    from torchvision.models import resnet18 as tv_resnet18
+
+    model = _cifar_stem(tv_resnet18(num_classes=num_classes))
+    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, num_classes))
+    return model
+
+
+@register("se_resnet18")
+def se_resnet18(num_classes=10, dropout=0.5, reduction=16):
+    """ResNet18 whose every basic block rescales its channels with Squeeze-and-Excitation after its
+    second BatchNorm, before the residual add (Hu et al. 2018), reduction 16.
+
+    torchvision's SqueezeExcitation computes the two C->C/16->C maps as 1x1 convolutions on the pooled
+    vector, which is the report's pair of linear layers (same weights, same parameter count).
+    """
+    from torchvision.ops import SqueezeExcitation
+
+    model = resnet18(num_classes, dropout)
+    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in stage:
+            channels = block.bn2.num_features
+            # BasicBlock.forward runs bn2 right before adding the shortcut, so SE goes exactly there
+            block.bn2 = nn.Sequential(block.bn2, SqueezeExcitation(channels, channels // reduction))
+    return model
+
+
+@register("convnext")
+def convnext(num_classes=10, depths=(3, 3, 9, 3), widths=(96, 192, 384, 768), drop_path=0.15,
+             layer_scale=1e-6):
+    """ConvNeXt (Liu et al. 2022) for 32x32 images: torchvision's ConvNeXt with a 3x3 stride-1 stem.
+
+    Taken as torchvision builds it: blocks (depthwise 7x7, LayerNorm, linear d->4d, GELU, linear
+    4d->d, layer scale, stochastic depth rising linearly from 0 to `drop_path` over all blocks),
+    LayerNorm + 2x2 stride-2 conv between stages, global mean + LayerNorm + linear head, and
+    truncated-normal (std 0.02) init with zero biases. The report's one change: the stem is a 3x3
+    stride-1 conv + LayerNorm instead of the 4x4 stride-4 patchify, so stage 1 runs at 32x32.
+    """
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt, LayerNorm2d
+
+    stages = [CNBlockConfig(c, c_next, d) for c, c_next, d in zip(widths, (*widths[1:], None), depths)]
+    model = ConvNeXt(stages, stochastic_depth_prob=drop_path, layer_scale=layer_scale, num_classes=num_classes)
+    stem = nn.Sequential(nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1),
+                         LayerNorm2d(widths[0], eps=1e-6))  # the eps torchvision uses for its stem
+    nn.init.trunc_normal_(stem[0].weight, std=0.02)
+    nn.init.zeros_(stem[0].bias)
+    model.features[0] = stem
+    return model
