@@ -81,7 +81,10 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        return f"{self.experiment}-{self.model}-{self.dataset}-s{self.seed}-{self.profile}"
+        """experiment-model-dataset-seed-profile; a stand-in data set also names the one it stands for,
+        so a smoke run of CIFAR-10 and one of CIFAR-100 (both synthetic) never share checkpoints."""
+        dataset = self.dataset if self.dataset == self.report_dataset else f"{self.dataset}-as-{self.report_dataset}"
+        return f"{self.experiment}-{self.model}-{dataset}-s{self.seed}-{self.profile}"
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))  # tuples become lists, as in a checkpoint

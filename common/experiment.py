@@ -91,6 +91,12 @@ def recorded_result(cfg: RunConfig, notebook: str):
     return RunResult(row, results.read_history(_history_csv(cfg)), loaded=True)
 
 
+def train_throughput(history: list, train_images: int) -> float:
+    """Training images per second over the run's epochs (augmentation and steps; evaluation excluded)."""
+    seconds = sum(row.get("train_seconds") or 0.0 for row in history)
+    return train_images * len(history) / seconds if seconds else float("nan")
+
+
 def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True) -> RunResult:
     """Train and test one run, or load its recorded result if it already finished (unless `force`)."""
     results_csv = paths.results_dir(cfg.profile) / f"{notebook}.csv"
@@ -118,8 +124,10 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
 
     amp_dtype = autocast_dtype(cfg, device)
     test_loss_final, test_acc_final = evaluate(model, test_loader, amp_dtype)
-    model.load_state_dict(outcome.best_state)
-    test_loss_best, test_acc_best = evaluate(model, test_loader, amp_dtype)
+    test_loss_best, test_acc_best = test_loss_final, test_acc_final
+    if outcome.best_epoch != len(outcome.history):  # the best-validation epoch is another one: test its weights
+        model.load_state_dict(outcome.best_state)
+        test_loss_best, test_acc_best = evaluate(model, test_loader, amp_dtype)
     best_row = outcome.history[outcome.best_epoch - 1]
     row = {
         "run_id": cfg.run_id, "notebook": notebook, "experiment": cfg.experiment, "model": cfg.model,
@@ -128,6 +136,7 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
         "test_acc_best": test_acc_best, "test_loss_best": test_loss_best,
         "test_acc_final": test_acc_final, "test_loss_final": test_loss_final,
         "params": count_parameters(model), "wall_seconds": round(outcome.wall_seconds, 1),
+        "train_images_per_s": round(train_throughput(outcome.history, len(train_loader.y)), 1),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
         "torch": torch.__version__, "git_commit": git_commit(), "config_hash": cfg.fingerprint(),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -12,12 +12,13 @@ import pandas as pd
 RESULT_FIELDS = [
     "run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile", "seed", "epochs",
     "best_epoch", "val_acc_best", "test_acc_best", "test_loss_best",
-    "test_acc_final", "test_loss_final", "params", "wall_seconds", "device",
+    "test_acc_final", "test_loss_final", "params", "wall_seconds", "train_images_per_s", "device",
     "torch", "git_commit", "config_hash", "finished_at",
 ]
 TEXT_FIELDS = ["run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile",
                "device", "torch", "git_commit", "config_hash", "finished_at"]  # never parsed as numbers
-HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "seconds"]
+HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
+                  "seconds", "train_seconds"]
 
 
 class ResultsWriteError(RuntimeError):

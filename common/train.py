@@ -147,9 +147,11 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         train_loader.set_epoch(epoch)
         lr = trainer.lr()
         train_loss, train_acc, epoch_steps = trainer.train_epoch(train_loader, epoch, bar, checkpoint_dir, record_steps)
+        train_seconds = time.perf_counter() - started  # train_epoch ends by reading its metrics: the GPU is done
         recorded += epoch_steps
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": math.nan,
-               "val_acc": math.nan, "test_loss": math.nan, "test_acc": math.nan, "lr": lr}
+               "val_acc": math.nan, "test_loss": math.nan, "test_acc": math.nan, "lr": lr,
+               "train_seconds": train_seconds}
         if has_val:
             row["val_loss"], row["val_acc"] = evaluate(model, val_loader, amp_dtype)
         if cfg.monitor_test and test_loader is not None:
