@@ -199,3 +199,15 @@ def ordering_check(rows: list, noise: float = 0.005) -> pd.DataFrame:
             lines.append({"pair": f"{a['experiment']} - {b['experiment']}", "report": round(report, 4),
                           "ours": round(ours, 4), "verdict": verdict})
     return pd.DataFrame(lines).set_index("pair")
+
+
+def architecture_table(rows: list) -> pd.DataFrame:
+    """Parameters, training throughput and accuracy of several runs, one line each (from their results rows)."""
+    frame = pd.DataFrame([{
+        "model": row["model"], "dataset": row.get("report_dataset") or row["dataset"],
+        "parameters": f"{int(row['params']):,}",
+        "train images/s": round(_number(row.get("train_images_per_s")), 1),
+        "device": row["device"], "wall time": _duration(row["wall_seconds"]),
+        "test acc (best val)": row["test_acc_best"], "test acc (final)": row["test_acc_final"],
+    } for row in rows])
+    return frame.set_index(["model", "dataset"]) if rows else frame
