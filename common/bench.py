@@ -6,10 +6,13 @@
 
 It measures, side by side in one run and on one machine:
 1. loader: images/s of DeviceLoader with the Level E augmentation (flip + translate 0.1),
-   and with Cutout 8 added, against a torchvision DataLoader doing the same per image on
-   PIL images in 2 worker processes (the report's original data path); target >= 3x.
+   with Cutout 8 added, and with the Level A chain (crop, flip, translate, colour jitter,
+   rotation, Cutout), against a torchvision DataLoader doing the same per image on PIL
+   images in 2 worker processes (the report's original data path); target >= 3x.
 2. training: images/s of common.train.fit, without and with per-epoch checkpoints, against
    the simplest correct loop over the same model, recipe and batches; target >= 0.9x.
+3. models: training images/s of every report network (random batches, AdamW, label smoothing),
+   fp32 with channels_last off and on, and on CUDA the fast path (bf16 autocast, channels_last).
 Variants run in turn (A B A B ...) and each reports its median, so a drift in background load
 hits all of them alike. The table is printed and written to smoke/bench.csv (or --out).
 """
@@ -29,16 +32,17 @@ import torch
 from torch import nn
 
 from . import paths, recipes
-from .augment import build_augment
+from .augment import LEVEL_A_AUGMENT, build_augment
 from .data import DataUnavailable, load_images, synthetic_images
 from .loader import DeviceLoader
 from .models import build_model
 from .train import fit
 
 CHAINS = {"flip+translate": ("flip", "translate=0.1"),
-          "flip+translate+cutout8": ("flip", "translate=0.1", "cutout=8")}
+          "flip+translate+cutout8": ("flip", "translate=0.1", "cutout=8"),
+          "level A": LEVEL_A_AUGMENT}
 DEFAULTS = dict(n_train=10000, fit_images=2000, repeats=3)
-QUICK = dict(n_train=1000, fit_images=200, repeats=2)
+QUICK = dict(n_train=1000, fit_images=200, repeats=2, model_batch=8, model_steps=1)
 
 
 class TensorCutout:
@@ -73,16 +77,31 @@ class PilDataset(torch.utils.data.Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def torchvision_loader(x, y, cutout: bool, workers: int, device):
-    """The original path: PIL transforms per image in DataLoader worker processes."""
+def pil_transform(spec, size):
+    """The torchvision transforms that do per PIL image what build_augment(spec) does per batch."""
     from torchvision import transforms as T
 
-    ops = [T.RandomHorizontalFlip(), T.RandomAffine(degrees=0, translate=(0.1, 0.1)), T.ToTensor()]
-    ops += [TensorCutout(8)] if cutout else []
-    ops += [T.Normalize((0.5,) * 3, (0.5,) * 3)]
-    return torch.utils.data.DataLoader(
-        PilDataset(x, y, T.Compose(ops)), batch_size=100, shuffle=True, num_workers=workers,
-        persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+    pil = {"crop": lambda padding=4: T.RandomCrop(size, padding=int(padding)),
+           "flip": T.RandomHorizontalFlip,
+           "translate": lambda f=0.1: T.RandomAffine(degrees=0, translate=(f, f)),
+           "jitter": T.ColorJitter,
+           "rotate": T.RandomRotation}
+    before, after = [], []  # PIL ops, then ToTensor, then Cutout on the tensor
+    for item in spec:
+        name, _, arg = item.partition("=")
+        args = [float(a) for a in arg.split(",")] if arg else []
+        if name == "cutout":
+            after.append(TensorCutout(*map(int, args)))
+        else:
+            before.append(pil[name](*args))
+    return T.Compose(before + [T.ToTensor()] + after + [T.Normalize((0.5,) * 3, (0.5,) * 3)])
+
+
+def torchvision_loader(x, y, spec, workers: int, device):
+    """The original path: PIL transforms per image in DataLoader worker processes."""
+    dataset = PilDataset(x, y, pil_transform(spec, size=tuple(x.shape[-2:])))
+    return torch.utils.data.DataLoader(dataset, batch_size=100, shuffle=True, num_workers=workers,
+                                       persistent_workers=workers > 0, pin_memory=device.type == "cuda")
 
 
 def sync(device) -> None:
@@ -119,7 +138,7 @@ def bench_loader(x, y, repeats: int, workers: int, device) -> list:
     """Rows of the loader benchmark: per chain, the torchvision baseline then DeviceLoader."""
     rows = []
     for chain, spec in CHAINS.items():
-        baseline = torchvision_loader(x, y, cutout="cutout=8" in spec, workers=workers, device=device)
+        baseline = torchvision_loader(x, y, spec, workers=workers, device=device)
         ours = DeviceLoader(x, y, 100, (0.5,) * 3, (0.5,) * 3, augment=build_augment(spec), device=device)
         rates = alternate({f"torchvision DataLoader, PIL, {workers} workers": lambda: drain(baseline, device),
                            f"DeviceLoader ({device.type})": lambda: drain(ours, device)}, repeats, device)
@@ -179,11 +198,48 @@ def bench_training(x, y, repeats: int, device) -> list:
     return table_rows(f"training {cfg.model}", rates, target=0.9, images=len(y))
 
 
+MODELS = ("vgg_basic", "resnet18", "se_resnet18", "convnext")
+
+
+def train_steps(model, batch, labels, steps: int, amp_dtype=None) -> int:
+    """`steps` Level A training steps (AdamW, label smoothing 0.1) on one batch; images trained on."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    model.train()
+    for _ in range(steps):
+        with torch.autocast(batch.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = loss_fn(model(batch).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps * len(labels)
+
+
+def bench_models(names, batch_size: int, steps: int, repeats: int, device) -> list:
+    """Rows of the model benchmark: per network, fp32 NCHW (the baseline), fp32 channels_last, CUDA's fast path."""
+    rows = []
+    labels = torch.randint(0, 10, (batch_size,), device=device)
+    nchw = torch.rand(batch_size, 3, 32, 32, device=device)
+    nhwc = nchw.contiguous(memory_format=torch.channels_last)
+    for name in names:
+        torch.manual_seed(0)
+        plain = build_model(name, 10).to(device)
+        last = build_model(name, 10).to(device).to(memory_format=torch.channels_last)
+        variants = {"fp32, NCHW": lambda: train_steps(plain, nchw, labels, steps),
+                    "fp32, channels_last": lambda: train_steps(last, nhwc, labels, steps)}
+        if device.type == "cuda":
+            variants["bf16 autocast, channels_last"] = lambda: train_steps(last, nhwc, labels, steps, torch.bfloat16)
+        rates = alternate(variants, repeats, device)
+        rows += table_rows(f"train {name} (batch {batch_size})", rates, target=None, images=batch_size * steps)
+    return rows
+
+
 def table_rows(benchmark: str, rates: dict, target: float, images: int) -> list:
     """One row per variant, each ratio against the first (the baseline)."""
     base = next(iter(rates.values()))
     return [{"benchmark": benchmark, "variant": name, "images_per_s": round(rate, 1),
-             "ratio": round(rate / base, 2), "target": "" if i == 0 else f">={target}", "images": images}
+             "ratio": round(rate / base, 2), "target": "" if i == 0 or target is None else f">={target}",
+             "images": images}
             for i, (name, rate) in enumerate(rates.items())]
 
 
@@ -216,7 +272,11 @@ def parse_args(argv=None):
     parser.add_argument("--fit-images", type=int, help=f"images of the training benchmark ({DEFAULTS['fit_images']})")
     parser.add_argument("--repeats", type=int, help=f"timed runs of each variant; the median counts ({DEFAULTS['repeats']})")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline (2)")
-    parser.add_argument("--only", choices=("loader", "training"), help="run one of the two benchmarks")
+    parser.add_argument("--only", choices=("loader", "training", "models"), help="run one of the three benchmarks")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                        help="networks of the model benchmark (all)")
+    parser.add_argument("--model-batch", type=int, help="batch of the model benchmark (256 on CUDA, 32 on a CPU)")
+    parser.add_argument("--model-steps", type=int, help="timed steps per variant and repeat (20 on CUDA, 2 on a CPU)")
     parser.add_argument("--threads", type=int, help="torch threads of the main process (torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke check in well under a minute")
@@ -252,6 +312,10 @@ def main(argv=None) -> None:
         rows += bench_loader(x[:args.n_train], y[:args.n_train], args.repeats, args.workers, device)
     if args.only in (None, "training"):
         rows += bench_training(x[:args.fit_images], y[:args.fit_images], args.repeats, device)
+    if args.only in (None, "models"):
+        on_gpu = device.type == "cuda"
+        rows += bench_models(args.models, args.model_batch or (256 if on_gpu else 32),
+                             args.model_steps or (20 if on_gpu else 2), args.repeats, device)
     stamp = {"source": args.source, "repeats": args.repeats, "machine": machine(device),
              "torch": torch.__version__, "device": str(device),
              "date": datetime.datetime.now().isoformat(timespec="seconds")}
@@ -259,7 +323,7 @@ def main(argv=None) -> None:
     print(f"{stamp['machine']} | torch {stamp['torch']} | device {device} | source {args.source} | "
           f"median of {args.repeats}")
     for row in rows:
-        print(f"{row['benchmark']:<32} {row['variant']:<40} {row['images_per_s']:>10.1f} img/s "
+        print(f"{row['benchmark']:<36} {row['variant']:<40} {row['images_per_s']:>10.1f} img/s "
               f"{row['ratio']:>6.2f}x {row['target']}")
     out = args.out or paths.repo_root() / "smoke" / "bench.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
