@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 
-from common import paths, recipes
+from common import paths, recipes, summary
 from common.augment import LEVEL_A_AUGMENT
 from common.config import CIFAR10_MEAN, CIFAR10_STD
 from common.models import build_model, count_parameters
@@ -170,3 +170,7 @@ def test_level_a_run_records_both_tests_and_its_training_throughput(tmp_path, mo
     assert row["train_images_per_s"] == pytest.approx(expected, abs=0.051)  # recorded to 0.1 image/s
     recorded = read_results(paths.results_dir("smoke") / "03_test.csv")
     assert recorded["train_images_per_s"].iloc[0] == pytest.approx(row["train_images_per_s"])
+    # the run fills its Table 1 cell (CIFAR-100) and no other
+    table1 = summary.report_tables(summary.collect_results("smoke"))["Table 1"].set_index(["row", "dataset"])
+    assert table1.loc[("Baseline ResNet18", "cifar100"), "ours (final)"] == f"{row['test_acc_final']:.4f}"
+    assert table1.loc[("Baseline ResNet18", "cifar10"), "ours (final)"] == summary.NOT_RUN
