@@ -5,7 +5,9 @@ device, so a whole batch is augmented in a few tensor ops and an epoch's randomn
 fixed by its seed (which makes resumed runs exact). That is also why these are written
 here and not taken from kornia, whose random ops draw from torch's global RNG. Crop,
 flip, translate and Cutout are plain indexing, faster and simpler than an affine warp;
-nothing reads a value back to Python, so no op waits on the GPU.
+nothing reads a value back to Python, so no op waits on the GPU. The random resized crop
+needs a true resize, so it is an affine warp (bilinear); an op applied with probability p
+runs on the whole batch and keeps each sample's result or its input, never indexing a subset.
 """
 
 import inspect
@@ -14,94 +16,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .imageops import (_per_sample, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
+                       gaussian_blur, grayscale, rotate, shift)
+
 LEVEL_A_AUGMENT = ("crop=4", "flip", "translate=0.1", "jitter=0.4,0.4,0.4,0.1", "rotate=15", "cutout=8")
-
-
-def shift(x, dy, dx, limit: int):
-    """out[i, :, y, x] = x[i, :, y - dy[i], x - dx[i]], zero outside; needs |dy|, |dx| <= limit."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (limit, limit, limit, limit))
-    wide = w + 2 * limit
-    # one flat index per pixel, shifted per sample, then a single gather (about 4x faster on a
-    # CPU than indexing rows and columns separately)
-    ys = (torch.arange(h, device=x.device) + limit).view(h, 1)
-    xs = torch.arange(w, device=x.device) + limit
-    index = (ys * wide + xs).view(1, h * w) - (dy * wide + dx).view(n, 1)
-    return padded.flatten(2).gather(2, index.unsqueeze(1).expand(n, c, h * w)).view(n, c, h, w)
-
-
-def _per_sample(factor):
-    return factor.view(-1, 1, 1, 1)
-
-
-def grayscale(x):
-    """N x 1 x H x W luma with torchvision's (ITU-R 601-2) weights, so contrast and saturation match it."""
-    r, g, b = x.split(1, dim=1)
-    return r * 0.2989 + g * 0.587 + b * 0.114
-
-
-def blend(x, other, factor):
-    """factor * x + (1 - factor) * other per sample, clamped to [0, 1] (torchvision's _blend)."""
-    # gives x itself for a factor of exactly 1 (x * 1 + other * 0), which the random order relies on
-    f = _per_sample(factor)
-    return (x * f).add_(other * (1 - f)).clamp_(0, 1)
-
-
-def adjust_brightness(x, factor):
-    return (x * _per_sample(factor)).clamp_(0, 1)
-
-
-def adjust_contrast(x, factor):
-    return blend(x, grayscale(x).mean(dim=(1, 2, 3), keepdim=True), factor)
-
-
-def adjust_saturation(x, factor):
-    return blend(x, grayscale(x), factor)
-
-
-def rgb_to_hsv(x):
-    """Hue, saturation and value of N x 3 x H x W RGB in [0, 1], each N x 1 x H x W in [0, 1]."""
-    r, g, b = x.split(1, dim=1)
-    value = x.amax(1, keepdim=True)
-    chroma = value - x.amin(1, keepdim=True)
-    c = chroma.clamp_min(1e-12)  # grey pixels: all differences below are exactly 0, so hue 0
-    # 1 where the channel is the largest, else 0 ((value - channel) / c is in (0, 1] elsewhere): float
-    # arithmetic is several times faster on a CPU than torch.where on per-pixel masks; ties give one hue
-    is_r = 1 - ((value - r) / c).ceil_()
-    is_g = (1 - ((value - g) / c).ceil_()) * (1 - is_r)
-    # hue in sixths of the circle, measured from the largest channel
-    sixths = (g - b) * is_r + (b - r + 2 * c) * is_g + (r - g + 4 * c) * (1 - is_r - is_g)
-    hue = sixths / (6 * c)
-    return hue - hue.floor(), chroma / value.clamp_min(1e-12), value
-
-
-def hsv_to_rgb(hue, saturation, value):
-    """N x 3 x H x W RGB from the three N x 1 x H x W parts; the inverse of rgb_to_hsv."""
-    # the fully saturated colour is piecewise linear in 6 * hue: red is 1 below 1 and above 5, 0 from 2 to 4,
-    # green and blue are tents centred on 2 and 4 (Python numbers: copying constants to a GPU waits for it)
-    h6 = 6 * hue
-    pure = torch.cat(((h6 - 3).abs_() - 1, 2 - (h6 - 2).abs_(), 2 - (h6 - 4).abs_()), 1).clamp_(0, 1)
-    chroma = value * saturation  # V (1 - S (1 - pure)) = V - C + C pure, in one fused pass
-    return torch.addcmul(value - chroma, chroma, pure).clamp_(0, 1)  # clamp: rounding
-
-
-def adjust_hue(x, shift_by):
-    """Rotate the hue by shift_by (a fraction of the circle, per sample), as torchvision does."""
-    hue, saturation, value = rgb_to_hsv(x)
-    hue = hue + _per_sample(shift_by)
-    return hsv_to_rgb(hue - hue.floor(), saturation, value)
-
-
-def rotate(x, degrees):
-    """Rotate each image by its angle (counter-clockwise) about the centre; nearest, zero fill."""
-    n, _, h, w = x.shape
-    angle = torch.deg2rad(degrees.to(x.dtype))
-    cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
-    # output pixel -> input pixel is the inverse rotation; affine_grid works in coordinates
-    # normalised by half the width and height, hence the aspect ratios on the cross terms
-    theta = torch.stack((cos, -sin * (h / w), zero, sin * (w / h), cos, zero), 1).view(n, 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+# the two views of supervised contrastive pretraining (recipes.md); jitter_p takes p first, then the four strengths
+SUPCON_VIEW1 = ("resized_crop=0.08,1", "flip", "jitter_p=0.8,0.8,0.8,0.8,0.2", "grayscale=0.2", "gaussian_blur=3,0.1,2")
+SUPCON_VIEW2 = ("resized_crop=0.2,1", "flip", "jitter_p=0.8,0.4,0.4,0.4,0.1", "grayscale=0.1", "cutout=8")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -217,6 +138,119 @@ class Cutout:
         return x * (~hole).unsqueeze(1)
 
 
+class RandomResizedCrop:
+    """torchvision's RandomResizedCrop(size of the image, scale, ratio): a random box resized back, bilinear."""
+
+    tries = 10  # torchvision's attempts before it falls back to a centre crop
+
+    def __init__(self, scale_low: float = 0.08, scale_high: float = 1.0, ratio_low: float = 3 / 4,
+                 ratio_high: float = 4 / 3):
+        _check(0 < scale_low <= scale_high <= 1,
+               f"resized_crop scale must satisfy 0 < low <= high <= 1, not {scale_low}, {scale_high}.")
+        _check(0 < ratio_low <= ratio_high,
+               f"resized_crop ratio must satisfy 0 < low <= high, not {ratio_low}, {ratio_high}.")
+        self.scale, self.ratio = (scale_low, scale_high), (ratio_low, ratio_high)
+
+    def centre_box(self, h: int, w: int):
+        """torchvision's fallback: the largest centred box whose aspect ratio is within range."""
+        if w / h < self.ratio[0]:
+            bh, bw = int(round(w / self.ratio[0])), w
+        elif w / h > self.ratio[1]:
+            bh, bw = h, int(round(h * self.ratio[1]))
+        else:
+            bh, bw = h, w
+        return (h - bh) // 2, (w - bw) // 2, bh, bw
+
+    def draw(self, n: int, h: int, w: int, gen, device=None):
+        """Per-sample boxes (top, left, height, width), four int64 tensors of n, drawn as torchvision does."""
+        # all tries at once for every sample, then each sample's first box that fits, as torchvision's loop
+        (s_low, s_high), (r_low, r_high) = self.scale, self.ratio
+        area = h * w * (s_low + (s_high - s_low) * torch.rand(n, self.tries, device=device, generator=gen))
+        log_low, log_high = math.log(r_low), math.log(r_high)
+        aspect = torch.exp(log_low + (log_high - log_low) * torch.rand(n, self.tries, device=device, generator=gen))
+        bw, bh = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()
+        fits = (bw >= 1) & (bw <= w) & (bh >= 1) & (bh <= h)
+        first = fits.to(torch.uint8).argmax(1, keepdim=True)  # argmax returns the first of equal maxima
+        found = fits.any(1)
+        c_top, c_left, c_h, c_w = self.centre_box(h, w)
+        bh = torch.where(found, bh.gather(1, first).squeeze(1), c_h)
+        bw = torch.where(found, bw.gather(1, first).squeeze(1), c_w)
+        # uniform integer offsets; the minimum guards against float rounding of u * range up to range itself
+        u = torch.rand(2, n, device=device, generator=gen)
+        top = torch.where(found, (u[0] * (h - bh + 1)).floor().minimum(h - bh), c_top)
+        left = torch.where(found, (u[1] * (w - bw + 1)).floor().minimum(w - bw), c_left)
+        return top.long(), left.long(), bh.long(), bw.long()
+
+    @staticmethod
+    def apply(x, top, left, bh, bw):
+        """Crop each box and resize it to the image size, bilinear (torchvision's resized_crop)."""
+        n, _, h, w = x.shape
+        top, left, bh, bw = (v.to(x.dtype) for v in (top, left, bh, bw))
+        zero = torch.zeros_like(top)
+        # output pixel centres map linearly onto the box, in affine_grid's coordinates (-1 and 1 at the image's
+        # outer edges, align_corners=False)
+        theta = torch.stack((bw / w, zero, (2 * left + bw) / w - 1, zero, bh / h, (2 * top + bh) / h - 1), 1)
+        grid = F.affine_grid(theta.view(n, 2, 3), list(x.shape), align_corners=False)
+        # torchvision crops first, so its resize never reads outside the box: clamp to the box's edge pixel centres
+        low = torch.stack(((2 * left + 1) / w - 1, (2 * top + 1) / h - 1), 1).view(n, 1, 1, 2)
+        high = torch.stack(((2 * (left + bw) - 1) / w - 1, (2 * (top + bh) - 1) / h - 1), 1).view(n, 1, 1, 2)
+        grid = torch.maximum(torch.minimum(grid, high), low)
+        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.clamp_(0, 1)  # clamp: rounding of the bilinear weights
+
+    def __call__(self, x, gen):
+        return self.apply(x, *self.draw(len(x), x.shape[2], x.shape[3], gen, x.device))
+
+
+class RandomGrayscale:
+    """torchvision's RandomGrayscale(p): the luma in all three channels, with probability p per sample."""
+
+    def __init__(self, p: float = 0.1):
+        _check(0 <= p <= 1, f"grayscale probability must be in [0, 1], not {p}.")
+        self.p = p
+
+    def __call__(self, x, gen):
+        pick = torch.rand(len(x), device=x.device, generator=gen) < self.p
+        return torch.where(pick.view(-1, 1, 1, 1), grayscale(x), x)
+
+
+class GaussianBlur:
+    """torchvision's GaussianBlur(kernel, sigma=(low, high)): sigma uniform in [low, high] per sample."""
+
+    def __init__(self, kernel: int = 3, sigma_low: float = 0.1, sigma_high: float = 2.0):
+        _check(float(kernel).is_integer() and kernel >= 1 and kernel % 2 == 1,
+               f"gaussian_blur kernel must be an odd whole number >= 1, not {kernel}.")
+        _check(0 < sigma_low <= sigma_high,
+               f"gaussian_blur sigma must satisfy 0 < low <= high, not {sigma_low}, {sigma_high}.")
+        self.kernel, self.sigma = int(kernel), (sigma_low, sigma_high)
+
+    def __call__(self, x, gen):
+        low, high = self.sigma
+        return gaussian_blur(x, self.kernel, low + (high - low) * torch.rand(len(x), device=x.device, generator=gen))
+
+
+class RandomApply:
+    """Apply op with probability p, drawn per sample (torchvision's RandomApply([op], p), but per sample)."""
+
+    def __init__(self, op, p: float = 0.5):
+        _check(0 <= p <= 1, f"apply probability must be in [0, 1], not {p}.")
+        self.op, self.p = op, p
+
+    def __call__(self, x, gen):
+        pick = torch.rand(len(x), device=x.device, generator=gen) < self.p
+        # the op runs on the whole batch: selecting the picked samples first would read their count back
+        return torch.where(pick.view(-1, 1, 1, 1), self.op(x, gen), x)
+
+
+class RandomColorJitter(RandomApply):
+    """ColorJitter(brightness, contrast, saturation, hue) applied with probability p per sample (SimCLR's)."""
+
+    def __init__(self, p: float = 0.8, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
+                 hue: float = 0.1):
+        _check(0 <= p <= 1, f"jitter_p probability must be in [0, 1], not {p}.")
+        super().__init__(ColorJitter(brightness, contrast, saturation, hue), p)
+
+
 class Compose:
     """Apply ops in order."""
 
@@ -233,7 +267,8 @@ class Compose:
 
 
 OPS = {"crop": RandomCrop, "flip": RandomFlip, "translate": RandomTranslate, "jitter": ColorJitter,
-       "rotate": RandomRotation, "cutout": Cutout}
+       "rotate": RandomRotation, "cutout": Cutout, "resized_crop": RandomResizedCrop, "grayscale": RandomGrayscale,
+       "gaussian_blur": GaussianBlur, "jitter_p": RandomColorJitter}
 
 
 def _usage() -> str:

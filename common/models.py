@@ -1,6 +1,5 @@
 """Model registry: build_model(name, num_classes, **options) for every network of the report."""
 
-import torch
 from torch import nn
 
 MODELS = {}

@@ -9,8 +9,9 @@ from torch.overrides import TorchFunctionMode
 from torchvision.transforms.v2 import functional as TF
 
 from common.augment import (LEVEL_A_AUGMENT, ColorJitter, Compose, Cutout, RandomCrop, RandomFlip,
-                            RandomRotation, RandomTranslate, adjust_brightness, adjust_contrast, adjust_hue,
-                            adjust_saturation, build_augment, hsv_to_rgb, normalize, rgb_to_hsv, rotate)
+                            RandomRotation, RandomTranslate, build_augment, normalize)
+from common.imageops import (adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, hsv_to_rgb,
+                             rgb_to_hsv, rotate)
 from common.loader import DeviceLoader
 
 TV_OPS = {adjust_brightness: TF.adjust_brightness, adjust_contrast: TF.adjust_contrast,

@@ -3,7 +3,6 @@
 import math
 
 import matplotlib
-import pandas as pd
 import pytest
 import torch
 

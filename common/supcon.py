@@ -1,0 +1,88 @@
+"""Supervised contrastive pretraining (Khosla et al. 2020): the loss, the projection head, the heads of stage 2.
+
+Feature layout: the loss takes the projections of V views of a batch of B images stacked view by view,
+V * B rows: [view 1 of images 0..B-1; view 2 of images 0..B-1; ...], which is what the model returns for
+torch.cat([view1, view2]), with the B labels of the images once (not repeated per view).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def supcon_loss(features, labels, temperature: float = 0.07, base_temperature: float = 0.07,
+                include_self: bool = False):
+    """SupCon "out" loss of (V * B, D) L2-normalised projections (views stacked, see above) and B labels.
+
+    Every row is an anchor; its positives are all other rows with its label (the other views of its own image
+    included); its log-softmax runs over every other row, or over every row with include_self=True (the report
+    script's variant: the anchor's similarity to itself stays in the denominator, though never a positive).
+    Per anchor: -(temperature / base_temperature) * the mean log-softmax of its positives; the loss is the
+    mean over the anchors that have a positive (0, still with a gradient, when none has).
+    """
+    n = len(features)
+    if labels.dim() != 1 or len(labels) == 0 or n % len(labels) != 0:
+        raise ValueError(f"supcon_loss: {n} feature rows are not a whole number of views of "
+                         f"{tuple(labels.shape)} labels; stack the views as [view1; view2] and pass B labels.")
+    labels = labels.repeat(n // len(labels))  # row k is image k mod B
+    logits = features @ features.T / temperature
+    itself = torch.eye(n, dtype=torch.bool, device=features.device)
+    positive = (labels.view(-1, 1) == labels.view(1, -1)) & ~itself
+    in_denominator = torch.ones_like(itself) if include_self else ~itself
+    # left-out entries become -inf before exp, so they give exp = 0 and a zero gradient (a 0/1 mask multiplied
+    # after exp would meet exp(large) = inf and make 0 * inf = NaN)
+    kept = logits.masked_fill(~in_denominator, float("-inf"))
+    # subtract each row's largest kept logit so exp stays finite at any temperature; it cancels in the
+    # log-softmax, so no gradient needs to flow through it, and the sum holds a 1, so its log is finite
+    row_max = kept.amax(1, keepdim=True).detach()
+    log_denominator = (kept - row_max).exp().sum(1, keepdim=True).log() + row_max
+    log_prob = logits - log_denominator
+    count = positive.sum(1)
+    mean_positive = (log_prob * positive).sum(1) / count.clamp_min(1)
+    per_anchor = -(temperature / base_temperature) * mean_positive
+    has_positive = (count > 0).to(per_anchor.dtype)
+    # an anchor without a positive adds nothing and is not counted; tensors only, so nothing waits on a GPU
+    return (per_anchor * has_positive).sum() / has_positive.sum().clamp_min(1)
+
+
+class ProjectionHead(nn.Module):
+    """Linear in->hidden, BatchNorm, ReLU, linear hidden->out without bias, then L2-normalised."""
+
+    def __init__(self, in_dim: int = 512, hidden: int = 512, out_dim: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, out_dim, bias=False))
+
+    def forward(self, x):
+        return F.normalize(self.net(x), dim=1)
+
+
+def encoder_features(model: nn.Module) -> nn.Module:
+    """The model without its classifier head (torchvision ResNets: fc -> Identity), returning pooled features."""
+    if not isinstance(getattr(model, "fc", None), nn.Module):
+        raise ValueError(f"encoder_features needs a model with an `fc` head (a ResNet from build_model), "
+                         f"not a {type(model).__name__}.")
+    model.fc = nn.Identity()  # a ResNet pools and flattens before fc, so it now returns 512-d vectors
+    return model
+
+
+class SupConModel(nn.Module):
+    """Encoder then projection head: forward gives unit-norm projections, features() the encoder's output."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def features(self, x):
+        return self.encoder(x)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+class MLPClassifier(nn.Sequential):
+    """Stage-2 classifier on frozen features: linear, BatchNorm, ReLU, dropout, linear to the classes."""
+
+    def __init__(self, in_dim: int = 512, hidden: int = 512, num_classes: int = 100, dropout: float = 0.3):
+        super().__init__(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(dropout), nn.Linear(hidden, num_classes))
