@@ -266,6 +266,19 @@ class Compose:
         return f"Compose({[type(op).__name__ for op in self.ops]})"
 
 
+class Views:
+    """Several augmented views of one batch, stacked view by view: [view 1 of all images; view 2; ...]."""
+
+    def __init__(self, chains):
+        self.chains = list(chains)
+
+    def __call__(self, x, gen):
+        return torch.cat([chain(x, gen) if chain else x for chain in self.chains])
+
+    def __repr__(self):
+        return f"Views({self.chains})"
+
+
 OPS = {"crop": RandomCrop, "flip": RandomFlip, "translate": RandomTranslate, "jitter": ColorJitter,
        "rotate": RandomRotation, "cutout": Cutout, "resized_crop": RandomResizedCrop, "grayscale": RandomGrayscale,
        "gaussian_blur": GaussianBlur, "jitter_p": RandomColorJitter}
@@ -276,9 +289,14 @@ def _usage() -> str:
 
 
 def build_augment(spec):
-    """An op chain from a spec such as LEVEL_A_AUGMENT or ("flip", "translate=0.1"); None for none."""
+    """An op chain from a spec such as LEVEL_A_AUGMENT or ("flip", "translate=0.1"); None for none.
+
+    A spec of specs, such as (SUPCON_VIEW1, SUPCON_VIEW2), gives one view per spec, stacked (see Views).
+    """
     if not spec:
         return None
+    if all(isinstance(item, (list, tuple)) for item in spec):
+        return Views(build_augment(view) for view in spec)
     ops = []
     for item in spec:
         name, equals, arg = str(item).partition("=")

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 HALF_MEAN, HALF_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+LOSSES = ("cross_entropy", "supcon", "supcon_with_self")
 
 
 @dataclass
@@ -32,6 +34,8 @@ class RunConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9  # SGD only
     schedule: dict = field(default_factory=lambda: {"name": "constant"})
+    loss: str = "cross_entropy"  # cross_entropy | supcon (Khosla et al.) | supcon_with_self (the report script's)
+    temperature: float = 0.07  # supcon losses only
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
     monitor_test: bool = False  # evaluate the test set every epoch for the curves (never for model selection)
@@ -61,6 +65,9 @@ class RunConfig:
             problems.append("weight_decay and grad_clip must not be negative")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             problems.append(f"optimizer={self.optimizer!r}: use adam, adamw or sgd")
+        if self.loss not in LOSSES or self.temperature <= 0:
+            problems.append(f"loss={self.loss!r}, temperature={self.temperature}: use one of {', '.join(LOSSES)} "
+                            "and a positive temperature")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             problems.append(f"precision={self.precision!r}: use auto, fp32, bf16 or fp16")
         if self.channels_last not in ("auto", "on", "off"):

@@ -1,5 +1,6 @@
 """run_experiment(): data -> model -> fit -> test -> results row, history CSV and curves PNG."""
 
+import math
 import os
 import shutil
 import subprocess
@@ -97,8 +98,17 @@ def train_throughput(history: list, train_images: int) -> float:
     return train_images * len(history) / seconds if seconds else float("nan")
 
 
-def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True) -> RunResult:
-    """Train and test one run, or load its recorded result if it already finished (unless `force`)."""
+def build_for(cfg: RunConfig) -> torch.nn.Module:
+    """The run's network from the model registry."""
+    return build_model(cfg.model, cfg.num_classes, **cfg.model_options)
+
+
+def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True,
+                   build=build_for) -> RunResult:
+    """Train and test one run, or load its recorded result if it already finished (unless `force`).
+
+    `build(cfg)` makes the network (default: the registry's); a contrastive run is not tested (no classes).
+    """
     results_csv = paths.results_dir(cfg.profile) / f"{notebook}.csv"
     history_csv = _history_csv(cfg)
     figure_png = paths.figures_dir(cfg.profile) / f"{cfg.run_id}.png"
@@ -116,14 +126,15 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     split = load_split(cfg)
     train_loader, val_loader, test_loader = make_loaders(cfg, split, device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
+    model = build(cfg).to(device)
     if use_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     outcome = fit(model, train_loader, val_loader, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
                   test_loader=test_loader)
 
     amp_dtype = autocast_dtype(cfg, device)
-    test_loss_final, test_acc_final = evaluate(model, test_loader, amp_dtype)
+    contrastive = cfg.loss != "cross_entropy"
+    test_loss_final, test_acc_final = (math.nan, math.nan) if contrastive else evaluate(model, test_loader, amp_dtype)
     test_loss_best, test_acc_best = test_loss_final, test_acc_final
     if outcome.best_epoch != len(outcome.history):  # the best-validation epoch is another one: test its weights
         model.load_state_dict(outcome.best_state)
@@ -156,7 +167,7 @@ def trace_steps(cfg: RunConfig, min_steps: int = 1) -> pd.DataFrame:
     train_loader, val_loader, _ = make_loaders(cfg, load_split(cfg), device)
     epochs = -(-min_steps // len(train_loader))
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
+    model = build_for(cfg).to(device)
     if use_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     outcome = fit(model, train_loader, val_loader, cfg, progress=False, record_steps=True, stop_after=epochs)

@@ -118,3 +118,11 @@ def convnext(num_classes=10, depths=(3, 3, 9, 3), widths=(96, 192, 384, 768), dr
     nn.init.zeros_(stem[0].bias)
     model.features[0] = stem
     return model
+
+
+@register("supcon_resnet18")
+def supcon_resnet18(num_classes=100):
+    """The ResNet18 encoder (512-d features, no classifier) under SupCon's projection head (512 -> 128)."""
+    from .supcon import ProjectionHead, SupConModel, encoder_features
+
+    return SupConModel(encoder_features(resnet18(num_classes)), ProjectionHead())

@@ -4,8 +4,8 @@ full:  the recipe of ../shared/report/recipes.md on the real data set.
 smoke: the same code path on generated CIFAR-shaped data, a few hundred images, 2 epochs.
 """
 
-from .augment import LEVEL_A_AUGMENT
-from .config import CIFAR10_MEAN, CIFAR10_STD, HALF_MEAN, HALF_STD, RunConfig
+from .augment import LEVEL_A_AUGMENT, SUPCON_VIEW1, SUPCON_VIEW2
+from .config import CIFAR10_MEAN, CIFAR10_STD, HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, RunConfig
 from .paths import check_profile
 
 SMOKE_EPOCHS = 2
@@ -85,6 +85,43 @@ def level_a(model: str = "resnet18", dataset: str = "cifar10", profile: str = "f
                     num_classes=LEVEL_A_CLASSES[dataset], **settings)
     # smoke: fewer images than Level E, since ConvNeXt trains at about 10 images/s on a 2-core CPU
     return _for_profile(cfg, profile, seed, epochs, source, smoke_sizes=(128, 64))
+
+
+# Supervised contrastive pretraining on CIFAR-100, then a classifier on the frozen encoder.
+SUPCON_DATA = dict(source="cifar100", report_dataset="cifar100", num_classes=100, val_size=500,
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD, batch_size=256, optimizer="adamw")
+SUPCON_PRETRAIN = dict(
+    model="supcon_resnet18",  # the CIFAR-stem ResNet18 encoder under a 512 -> 128 projection head
+    augment=(SUPCON_VIEW1, SUPCON_VIEW2),  # two differently augmented views of every image
+    loss="supcon", temperature=0.07,  # Khosla et al.; "supcon_with_self" is the report script's variant
+    epochs=100, lr=1e-3, weight_decay=1e-4,
+    schedule={"name": "warmup_cosine", "warmup": 5, "start_factor": 0.01},  # 5 epochs from 1 % of the rate
+)
+SUPCON_CLASSIFIER = dict(
+    augment=SUPCON_VIEW1,  # the classifier trains on view-1 augmented images, so features change every step
+    label_smoothing=0.1, epochs=100, lr=1e-3, weight_decay=5e-4, schedule={"name": "cosine"},
+)
+
+
+def supcon_pretrain(profile: str = "full", seed: int = LEVEL_A_SEED, epochs=None, source=None,
+                    loss: str = "supcon") -> RunConfig:
+    """Stage 1: the encoder and projection head trained with the supervised contrastive loss."""
+    experiment = "a_supcon_pretrain" if loss == "supcon" else f"a_{loss}_pretrain"
+    cfg = RunConfig(experiment=experiment, **SUPCON_DATA, **{**SUPCON_PRETRAIN, "loss": loss})
+    return _for_profile(cfg, profile, seed, epochs, source, smoke_sizes=(128, 64))
+
+
+def supcon_classifier(pretrain: RunConfig, head: str = "mlp", epochs=None) -> RunConfig:
+    """Stage 2: a classifier (the report's MLP, or a linear probe) on the frozen encoder of `pretrain`."""
+    if head not in ("mlp", "linear"):
+        raise ValueError(f"Unknown classifier head {head!r}: use mlp (the report's) or linear (a probe).")
+    cfg = RunConfig(experiment="a_supcon" if head == "mlp" else "a_supcon_linear", model=f"supcon_{head}",
+                    # the encoder's run and config: a retrained encoder makes this another run
+                    model_options={"encoder_run": pretrain.run_id, "encoder_config": pretrain.fingerprint()},
+                    **{**SUPCON_DATA, "source": pretrain.source, "report_dataset": pretrain.report_dataset},
+                    **SUPCON_CLASSIFIER)
+    return _for_profile(cfg.replace(synthetic_sizes=pretrain.synthetic_sizes), pretrain.profile, pretrain.seed,
+                        epochs, None, smoke_sizes=pretrain.synthetic_sizes)
 
 
 def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_sizes=(512, 256)) -> RunConfig:

@@ -86,3 +86,22 @@ class MLPClassifier(nn.Sequential):
     def __init__(self, in_dim: int = 512, hidden: int = 512, num_classes: int = 100, dropout: float = 0.3):
         super().__init__(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
                          nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+
+class FrozenEncoderClassifier(nn.Module):
+    """A trained encoder, frozen (eval mode, no gradients), under a trainable head (stage 2)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder, self.head = encoder.requires_grad_(False), head
+        self.encoder.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # its BatchNorm statistics stay those of pretraining
+        return self
+
+    def forward(self, x):
+        with torch.no_grad():
+            features = self.encoder(x)
+        return self.head(features.float())

@@ -55,7 +55,7 @@ def use_channels_last(cfg: RunConfig, device: torch.device) -> bool:
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = [p for p in model.parameters() if p.requires_grad]  # a frozen encoder is not optimised
     if cfg.optimizer == "adam":  # coupled L2, as the report's code used it
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -121,7 +121,8 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     amp_dtype = autocast_dtype(cfg, device)
     trainer = _Trainer(model, cfg, len(train_loader), amp_dtype)
-    has_val = val_loader is not None and len(val_loader.y) > 0
+    # validation scores classes; a contrastive pretraining run has none, so its final epoch is kept
+    has_val = val_loader is not None and len(val_loader.y) > 0 and cfg.loss == "cross_entropy"
 
     history, start_epoch, wall = [], 0, 0.0
     best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
@@ -188,6 +189,17 @@ class _Trainer:
         self.schedule = build_schedule(self.optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.contrastive = cfg.loss != "cross_entropy"
+
+    def loss(self, images, labels):
+        """The batch's loss and its number of correct predictions (0 for a contrastive loss: no classes)."""
+        outputs = self.model(images)
+        if self.contrastive:  # outputs: the projections of every view, stacked view by view
+            from .supcon import supcon_loss
+            loss = supcon_loss(outputs.float(), labels, self.cfg.temperature,
+                               include_self=self.cfg.loss == "supcon_with_self")
+            return loss, torch.zeros((), device=self.device, dtype=torch.long)
+        return self.criterion(outputs.float(), labels), (outputs.argmax(1) == labels).sum()
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -222,8 +234,7 @@ class _Trainer:
         count, step_lrs, step_losses = 0, [], []
         for step, (images, labels) in enumerate(loader, start=1):
             with _autocast(device, self.amp_dtype):
-                logits = self.model(images)
-                loss = self.criterion(logits.float(), labels)
+                loss, batch_correct = self.loss(images, labels)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.cfg.grad_clip:
@@ -239,7 +250,7 @@ class _Trainer:
                 self.schedule.scheduler.step()
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
             loss_sum += loss * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
+            correct += batch_correct
             count += len(labels)
             if step % CHECK_EVERY == 0 or step == steps:
                 _check_finite(first_bad, epoch, checkpoint_dir)
@@ -250,7 +261,8 @@ class _Trainer:
         if record_steps:
             recorded = [(epoch, i, lr, value) for i, (lr, value) in
                         enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
-        return loss_sum.item() / count, correct.item() / count, recorded
+        accuracy = math.nan if self.contrastive else correct.item() / count
+        return loss_sum.item() / count, accuracy, recorded
 
 
 def _check_finite(first_bad: torch.Tensor, epoch: int, checkpoint_dir) -> None:
@@ -264,7 +276,7 @@ def _check_finite(first_bad: torch.Tensor, epoch: int, checkpoint_dir) -> None:
 
 
 def _epoch_line(row: dict) -> str:
-    text = f"loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+    text = f"loss {row['train_loss']:.4f}" + ("" if math.isnan(row["train_acc"]) else f" acc {row['train_acc']:.4f}")
     for split in ("val", "test"):
         if not math.isnan(row[f"{split}_acc"]):
             text += f" | {split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.4f}"

@@ -104,3 +104,29 @@ def plot_history_grid(histories: dict, columns: int = 3):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def plot_embeddings(panels: dict, classes=None, class_names=None, n_classes: int = 6, seed: int = 0):
+    """2-D PCA of features for a few classes, one panel per encoder (label -> (features, labels))."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
+    first_labels = next(iter(panels.values()))[1].cpu()
+    if classes is None:  # the same few classes in every panel
+        present = first_labels.unique()
+        classes = present[torch.randperm(len(present), generator=torch.Generator().manual_seed(seed))[:n_classes]]
+    for ax, (label, (features, labels)) in zip(axes.flat, panels.items()):
+        features, labels = features.float().cpu(), labels.cpu()
+        keep = torch.isin(labels, torch.as_tensor(classes))
+        # principal axes of these classes' features: the plane in which they spread most
+        _, _, v = torch.pca_lowrank(features[keep], q=2, center=True)
+        points = (features[keep] - features[keep].mean(0)) @ v[:, :2]
+        for c in classes:
+            mine = labels[keep] == c
+            name = class_names[int(c)] if class_names else f"class {int(c)}"
+            ax.scatter(points[mine, 0], points[mine, 1], s=6, alpha=0.6, label=name)
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes.flat[0].legend(fontsize=7, markerscale=2)
+    fig.suptitle("test-set features, first two principal components", fontsize=9)
+    fig.tight_layout()
+    return fig

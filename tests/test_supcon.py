@@ -388,3 +388,96 @@ def test_views_and_loss_on_the_gpu_never_wait_for_it():
     assert all(o.shape == x.shape and 0 <= o.min() <= o.max() <= 1 for o in outs)
     for flag, loss in zip((False, True), losses):
         assert float(loss) == pytest.approx(reference_loss([z1, z2], labels.cpu(), 0.07, 0.07, flag), rel=1e-4)
+
+
+def test_stage_two_never_changes_the_frozen_encoder(tmp_path, monkeypatch):
+    from common import contrastive, recipes
+
+    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    pretrain = recipes.supcon_pretrain(profile="smoke", epochs=1).replace(synthetic_sizes=(64, 32), val_size=16,
+                                                                          batch_size=24)
+    result = contrastive.run_experiment(pretrain, notebook="05_test", progress=False)
+    assert result.history["train_loss"].notna().all() and result.history["train_acc"].isna().all()
+    before = {k: v.clone() for k, v in contrastive.load_encoder(pretrain).state_dict().items()}
+    assert any("running_mean" in k for k in before)
+
+    trained = {}
+
+    def build(cfg):  # keep the model run_experiment trains, to read its encoder afterwards
+        trained["model"] = contrastive.classifier_builder(pretrain)(cfg)
+        return trained["model"]
+
+    cfg = recipes.supcon_classifier(pretrain).replace(batch_size=24)
+    row = contrastive.run_experiment(cfg, notebook="05_test", progress=False, build=build).row
+    assert 0 <= row["test_acc_final"] <= 1
+    after = trained["model"].encoder.state_dict()
+    for key, value in before.items():  # weights, BatchNorm running statistics and their counters
+        assert torch.equal(value, after[key].cpu()), key
+    head = trained["model"].head.state_dict()
+    assert not torch.equal(head["0.weight"], MLPClassifier(num_classes=100).state_dict()["0.weight"])
+
+
+def test_linear_probe_learns_from_cached_features(tmp_path, monkeypatch):
+    from common import contrastive, recipes
+
+    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    pretrain = recipes.supcon_pretrain(profile="smoke", epochs=1).replace(synthetic_sizes=(64, 32), val_size=16,
+                                                                          batch_size=24, num_classes=10)
+    contrastive.run_experiment(pretrain, notebook="05_test", progress=False)
+    row = contrastive.linear_probe(pretrain, notebook="05_test", epochs=30)
+    # even a barely trained encoder's features separate the synthetic classes above chance (0.1)
+    assert row["test_acc_best"] > 0.3 and 1 <= row["best_epoch"] <= 30
+
+
+def test_stage_two_without_a_pretrained_encoder_says_so(tmp_path, monkeypatch):
+    from common import contrastive, recipes
+
+    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    with pytest.raises(contrastive.EncoderMissing, match="run the pretraining"):
+        contrastive.load_encoder(recipes.supcon_pretrain(profile="smoke"))
+
+
+def test_two_view_loader_stacks_the_views_and_gives_labels_once():
+    from common.loader import DeviceLoader
+
+    x = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    loader = DeviceLoader(x, torch.arange(10), 4, (0.5,) * 3, (0.5,) * 3,
+                          augment=build_augment((SUPCON_VIEW1, SUPCON_VIEW2)), shuffle=False)
+    images, labels = next(iter(loader))
+    assert images.shape == (8, 3, 32, 32) and labels.tolist() == [0, 1, 2, 3]
+    assert not torch.allclose(images[:4], images[4:])  # view 1 and view 2 of the same four images
+
+
+@pytest.mark.parametrize("loss", ["supcon", "supcon_with_self"])
+def test_trainer_uses_the_configured_contrastive_loss(loss):
+    from common import recipes
+    from common.train import _Trainer
+
+    torch.manual_seed(0)
+    cfg = recipes.supcon_pretrain(profile="smoke", loss=loss)
+    model = build_model(cfg.model, cfg.num_classes)
+    images, labels = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 0, 2])
+    loss_value, correct = _Trainer(model, cfg, 1, None).loss(images, labels)
+    expected = supcon_loss(model(images), labels, 0.07, include_self=loss == "supcon_with_self")
+    torch.testing.assert_close(loss_value, expected)
+    assert correct == 0
+
+
+def test_supcon_recipes_are_the_reports():
+    from common import recipes
+    from common.config import IMAGENET_MEAN, IMAGENET_STD
+
+    pre = recipes.supcon_pretrain()
+    assert (pre.source, pre.num_classes, pre.val_size, pre.seed, pre.batch_size) == ("cifar100", 100, 500, 42, 256)
+    assert (pre.mean, pre.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert pre.augment == (SUPCON_VIEW1, SUPCON_VIEW2) and (pre.loss, pre.temperature) == ("supcon", 0.07)
+    assert (pre.optimizer, pre.lr, pre.weight_decay, pre.epochs) == ("adamw", 1e-3, 1e-4, 100)
+    assert pre.schedule == {"name": "warmup_cosine", "warmup": 5, "start_factor": 0.01}
+    assert recipes.supcon_pretrain(loss="supcon_with_self").run_id != pre.run_id
+    cls = recipes.supcon_classifier(pre)
+    assert (cls.experiment, cls.augment, cls.label_smoothing, cls.weight_decay, cls.epochs) == (
+        "a_supcon", SUPCON_VIEW1, 0.1, 5e-4, 100)
+    assert cls.model_options["encoder_config"] == pre.fingerprint()  # another encoder makes another run
+    assert recipes.supcon_classifier(pre.replace(lr=2e-3)).fingerprint() != cls.fingerprint()
+    with pytest.raises(ValueError, match="mlp .*or linear"):
+        recipes.supcon_classifier(pre, head="transformer")
