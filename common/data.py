@@ -12,6 +12,11 @@ from . import paths
 
 CIFAR_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".gif"}
+IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"
+IMAGENETTE_CLASSES = {  # WordNet id -> readable name, in the sorted-id order that gives the labels
+    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
+    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball", "n03888605": "parachute"}
 
 
 class DataUnavailable(RuntimeError):
@@ -50,18 +55,20 @@ class Split:
 
 def load_images(source: str, data_dir=None, num_classes: int = 10, image_size: int = 32,
                 synthetic_sizes=(512, 256), seed: int = 0) -> ImageSet:
-    """Load a source by name: cifar10, cifar100, imagefolder:PATH or synthetic."""
+    """Load a source by name: cifar10, cifar100, imagenette, imagefolder:PATH or synthetic."""
     data_dir = Path(data_dir or paths.data_dir())
     if source == "synthetic":
         return synthetic_images(num_classes, synthetic_sizes[0], synthetic_sizes[1], image_size, seed)
     if source in ("cifar10", "cifar100"):
         return cached(data_dir / "cache" / f"{source}.pt", lambda: _torchvision_cifar(source, data_dir))
+    if source == "imagenette":
+        return cached(data_dir / "cache" / f"imagenette-160-{image_size}.pt", lambda: _imagenette(data_dir, image_size))
     if source.startswith("imagefolder:"):
         folder = Path(source.split(":", 1)[1]).expanduser().resolve()
         key = hashlib.sha1(f"{folder}|{_folder_signature(folder)}|{image_size}".encode()).hexdigest()[:12]
         return cached(data_dir / "cache" / f"imagefolder-{folder.name}-{key}.pt",
                       lambda: _decode_folder(folder, image_size))
-    raise ValueError(f"Unknown data source {source!r}: use cifar10, cifar100, "
+    raise ValueError(f"Unknown data source {source!r}: use cifar10, cifar100, imagenette, "
                      "imagefolder:PATH or synthetic.")
 
 
@@ -107,6 +114,43 @@ def _torchvision_cifar(source: str, data_dir: Path) -> ImageSet:
     return ImageSet(train_x, train_y, test_x, test_y, classes)
 
 
+def _imagenette(data_dir: Path, image_size: int) -> ImageSet:
+    """ImageNette 160 px: its train/ folder is the training set, its val/ folder the test set."""
+    root = data_dir / "imagenette"
+    folder = root / "imagenette2-160"
+    if not ((folder / "train").is_dir() and (folder / "val").is_dir()):
+        _fetch_imagenette(root, folder)
+    images = _decode_folder(folder, image_size, splits=("train", "val"))
+    images.classes = [IMAGENETTE_CLASSES.get(wnid, wnid) for wnid in images.classes]
+    return images
+
+
+def _fetch_imagenette(root: Path, folder: Path) -> None:
+    """Download the archive into `root` (unless it is there already) and unpack it."""
+    from torchvision.datasets import utils
+
+    archive = root / IMAGENETTE_URL.rsplit("/", 1)[1]
+    part = archive.with_name(archive.name + ".part")  # renamed when complete, so a cut download is not trusted
+    try:
+        if not archive.exists():
+            utils.download_url(IMAGENETTE_URL, str(root), part.name)
+            os.replace(part, archive)
+    except Exception as err:  # offline, blocked, or the server is gone
+        part.unlink(missing_ok=True)
+        raise DataUnavailable(
+            f"ImageNette is not in {folder} and could not be downloaded ({type(err).__name__}): "
+            f"put imagenette2-160.tgz from {IMAGENETTE_URL} into {root} (or unpack it there so that "
+            f"{folder}/train and {folder}/val exist), or run the smoke profile (REPRO_PROFILE=smoke) on generated data."
+        ) from None
+    try:
+        utils.extract_archive(str(archive), str(root))
+    except Exception as err:  # a truncated or foreign archive
+        raise DataUnavailable(
+            f"{archive} could not be unpacked ({type(err).__name__}: {err}): delete it so that it is downloaded "
+            f"again from {IMAGENETTE_URL}, or unpack a good copy so that {folder}/train and {folder}/val exist."
+        ) from None
+
+
 def _folder_signature(folder: Path) -> str:
     """A cheap fingerprint of an image tree (names and sizes) so a changed tree is re-decoded."""
     digest = hashlib.sha1()
@@ -117,24 +161,25 @@ def _folder_signature(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _decode_folder(folder: Path, image_size: int) -> ImageSet:
-    """Decode a train/<class>/* + test/<class>/* tree into uint8 tensors."""
-    if not (folder / "train").is_dir() or not (folder / "test").is_dir():
+def _decode_folder(folder: Path, image_size: int, splits=("train", "test")) -> ImageSet:
+    """Decode a train/<class>/* + test/<class>/* tree (`splits` names the two folders) into uint8 tensors."""
+    train, test = splits
+    if not (folder / train).is_dir() or not (folder / test).is_dir():
         raise DataUnavailable(
-            f"No image folder at {folder}: expected {folder}/train/<class>/*.jpg and "
-            f"{folder}/test/<class>/*.jpg; check the path after 'imagefolder:' or run the smoke profile.")
-    classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+            f"No image folder at {folder}: expected {folder}/{train}/<class>/*.jpg and "
+            f"{folder}/{test}/<class>/*.jpg; check the path after 'imagefolder:' or run the smoke profile.")
+    classes = sorted(p.name for p in (folder / train).iterdir() if p.is_dir())
     if not classes:
-        raise DataUnavailable(f"{folder}/train holds no class folders: expected train/<class>/*.jpg.")
+        raise DataUnavailable(f"{folder}/{train} holds no class folders: expected {train}/<class>/*.jpg.")
     tensors = []
-    for split in ("train", "test"):
+    for split in splits:
         images, labels = [], []
         for label, name in enumerate(classes):
             files = sorted(f for f in (folder / split / name).glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
             images += [_read_image(f, image_size) for f in files]
             labels += [label] * len(files)
         if not images:
-            raise DataUnavailable(f"{folder}/{split} holds no images of the classes in {folder}/train.")
+            raise DataUnavailable(f"{folder}/{split} holds no images of the classes in {folder}/{train}.")
         tensors += [torch.stack(images), torch.tensor(labels, dtype=torch.int64)]
     return ImageSet(*tensors, classes)
 
