@@ -17,7 +17,7 @@ class RunConfig:
     experiment: str
     model: str = "vgg_basic"
     model_options: dict = field(default_factory=dict)
-    source: str = "cifar10"  # cifar10 | cifar100 | imagefolder:PATH | synthetic
+    source: str = "cifar10"  # cifar10 | cifar100 | imagenette | imagefolder:PATH | synthetic
     report_dataset: str = "cifar10"  # the report's data set this run stands for; the summary joins on it
     num_classes: int = 10
     image_size: int = 32
@@ -37,6 +37,8 @@ class RunConfig:
     loss: str = "cross_entropy"  # cross_entropy | supcon (Khosla et al.) | supcon_with_self (the report script's)
     temperature: float = 0.07  # supcon losses only
     label_smoothing: float = 0.0
+    label_noise: dict = field(default_factory=dict)  # e.g. {"kind": "symmetric", "rate": 0.3}: training labels only
+    coteaching: dict = field(default_factory=dict)  # e.g. {"forget_rate": 0.3, "ramp_epochs": 0}; empty: off
     grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
     monitor_test: bool = False  # evaluate the test set every epoch for the curves (never for model selection)
     seed: int = 0
@@ -68,6 +70,13 @@ class RunConfig:
         if self.loss not in LOSSES or self.temperature <= 0:
             problems.append(f"loss={self.loss!r}, temperature={self.temperature}: use one of {', '.join(LOSSES)} "
                             "and a positive temperature")
+        noise_rate = self.label_noise.get("rate", 0)
+        forget = self.coteaching.get("forget_rate", 0)
+        if not (0 <= noise_rate <= 1 and 0 <= forget < 1):
+            problems.append(f"label noise rate {noise_rate} and forget rate {forget}: use a noise rate in [0, 1] "
+                            "and a forget rate in [0, 1)")
+        if self.coteaching and self.loss != "cross_entropy":
+            problems.append("Co-teaching ranks per-sample cross-entropy losses: use loss='cross_entropy'")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             problems.append(f"precision={self.precision!r}: use auto, fp32, bf16 or fp16")
         if self.channels_last not in ("auto", "on", "off"):

@@ -66,7 +66,18 @@ def load_split(cfg: RunConfig) -> data.Split:
     if images.num_classes != cfg.num_classes:
         raise ValueError(f"{cfg.source} has {images.num_classes} classes but the run expects {cfg.num_classes}: "
                          "set num_classes to match the data set.")
-    return data.split(images, cfg.val_size, cfg.seed)
+    split = data.split(images, cfg.val_size, cfg.seed)
+    if cfg.label_noise:  # training labels only; validation and test stay clean, so selection uses clean labels
+        from .noise import add_label_noise
+        noisy, _ = add_label_noise(split.train_y, cfg.label_noise.get("rate", 0), cfg.label_noise.get("kind", "symmetric"),
+                                   num_classes=cfg.num_classes, seed=cfg.seed)
+        split.train_y = torch.stack([noisy, split.train_y], 1)  # columns: the label trained on, the true one
+    return split
+
+
+def noise_changed(split: data.Split) -> float:
+    """The fraction of training labels that label noise actually changed (NaN without noise)."""
+    return (split.train_y[:, 0] != split.train_y[:, 1]).float().mean().item() if split.train_y.dim() == 2 else math.nan
 
 
 def make_loaders(cfg: RunConfig, split: data.Split, device: torch.device):
@@ -99,7 +110,10 @@ def train_throughput(history: list, train_images: int) -> float:
 
 
 def build_for(cfg: RunConfig) -> torch.nn.Module:
-    """The run's network from the model registry."""
+    """The run's network from the model registry (two of them, differently initialised, for Co-teaching)."""
+    if cfg.coteaching:
+        from .coteaching import CoTeachingPair
+        return CoTeachingPair(*(build_model(cfg.model, cfg.num_classes, **cfg.model_options) for _ in range(2)))
     return build_model(cfg.model, cfg.num_classes, **cfg.model_options)
 
 
@@ -148,6 +162,7 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
         "test_acc_final": test_acc_final, "test_loss_final": test_loss_final,
         "params": count_parameters(model), "wall_seconds": round(outcome.wall_seconds, 1),
         "train_images_per_s": round(train_throughput(outcome.history, len(train_loader.y)), 1),
+        "noise_changed": noise_changed(split),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
         "torch": torch.__version__, "git_commit": git_commit(), "config_hash": cfg.fingerprint(),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),

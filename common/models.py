@@ -126,3 +126,11 @@ def supcon_resnet18(num_classes=100):
     from .supcon import ProjectionHead, SupConModel, encoder_features
 
     return SupConModel(encoder_features(resnet18(num_classes)), ProjectionHead())
+
+
+@register("resnet18_imagenet")
+def resnet18_imagenet(num_classes=10):
+    """torchvision's resnet18 unchanged (7x7 stride-2 stem + max-pool, linear head): the report's ImageNette model."""
+    from torchvision.models import resnet18 as tv_resnet18
+
+    return tv_resnet18(num_classes=num_classes)

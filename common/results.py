@@ -12,13 +12,16 @@ import pandas as pd
 RESULT_FIELDS = [
     "run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile", "seed", "epochs",
     "best_epoch", "val_acc_best", "test_acc_best", "test_loss_best",
-    "test_acc_final", "test_loss_final", "params", "wall_seconds", "train_images_per_s", "device",
+    "test_acc_final", "test_loss_final", "params", "wall_seconds", "train_images_per_s", "noise_changed", "device",
     "torch", "git_commit", "config_hash", "finished_at",
 ]
 TEXT_FIELDS = ["run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile",
                "device", "torch", "git_commit", "config_hash", "finished_at"]  # never parsed as numbers
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
-                  "seconds", "train_seconds"]
+                  "seconds", "train_seconds",
+                  # noisy-label runs: training accuracy against the clean labels, and the share of truly clean
+                  # samples among those each Co-teaching network kept
+                  "train_acc_clean", "label_precision_1", "label_precision_2"]
 
 
 class ResultsWriteError(RuntimeError):

@@ -147,12 +147,11 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout draws depend on the epoch only: resume is exact
         train_loader.set_epoch(epoch)
         lr = trainer.lr()
-        train_loss, train_acc, epoch_steps = trainer.train_epoch(train_loader, epoch, bar, checkpoint_dir, record_steps)
+        metrics, epoch_steps = trainer.train_epoch(train_loader, epoch, bar, checkpoint_dir, record_steps)
         train_seconds = time.perf_counter() - started  # train_epoch ends by reading its metrics: the GPU is done
         recorded += epoch_steps
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": math.nan,
-               "val_acc": math.nan, "test_loss": math.nan, "test_acc": math.nan, "lr": lr,
-               "train_seconds": train_seconds}
+        row = {"epoch": epoch, **metrics, "val_loss": math.nan, "val_acc": math.nan, "test_loss": math.nan,
+               "test_acc": math.nan, "lr": lr, "train_seconds": train_seconds}
         if has_val:
             row["val_loss"], row["val_acc"] = evaluate(model, val_loader, amp_dtype)
         if cfg.monitor_test and test_loader is not None:
@@ -190,16 +189,34 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.contrastive = cfg.loss != "cross_entropy"
+        self.epoch = 1  # set by train_epoch; Co-teaching's forget rate depends on it
 
     def loss(self, images, labels):
-        """The batch's loss and its number of correct predictions (0 for a contrastive loss: no classes)."""
-        outputs = self.model(images)
+        """The batch's loss and its counts, device tensors summed over the epoch: correct predictions, and
+        with noisy labels (columns noisy, clean) those right by the clean label and Co-teaching's clean picks."""
+        labels, clean = (labels[:, 0], labels[:, 1]) if labels.dim() == 2 else (labels, None)
         if self.contrastive:  # outputs: the projections of every view, stacked view by view
             from .supcon import supcon_loss
-            loss = supcon_loss(outputs.float(), labels, self.cfg.temperature,
+            loss = supcon_loss(self.model(images).float(), labels, self.cfg.temperature,
                                include_self=self.cfg.loss == "supcon_with_self")
-            return loss, torch.zeros((), device=self.device, dtype=torch.long)
-        return self.criterion(outputs.float(), labels), (outputs.argmax(1) == labels).sum()
+            return loss, {}
+        counts = {}
+        if self.cfg.coteaching:
+            from .coteaching import coteaching_step, forget_rate
+            rate = forget_rate(self.epoch, self.cfg.coteaching["forget_rate"], self.cfg.coteaching.get("ramp_epochs", 0))
+            loss, logits, picks1, picks2 = coteaching_step(self.model, images, labels, rate, self.cfg.label_smoothing)
+            counts["kept"] = torch.full((), len(picks1), device=self.device)
+            if clean is not None:  # how many of each network's picks carry their true label
+                counts["kept_clean_1"] = (labels[picks1] == clean[picks1]).sum()
+                counts["kept_clean_2"] = (labels[picks2] == clean[picks2]).sum()
+        else:
+            logits = self.model(images)
+            loss = self.criterion(logits.float(), labels)
+        predicted = logits.argmax(1)
+        counts["correct"] = (predicted == labels).sum()
+        if clean is not None:
+            counts["correct_clean"] = (predicted == clean).sum()
+        return loss, counts
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -228,13 +245,14 @@ class _Trainer:
         inside the loop; a NaN found then is reported with the step it first appeared at.
         """
         device, steps = self.device, len(loader)
+        self.epoch = epoch
         loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        sums = {}
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         count, step_lrs, step_losses = 0, [], []
         for step, (images, labels) in enumerate(loader, start=1):
             with _autocast(device, self.amp_dtype):
-                loss, batch_correct = self.loss(images, labels)
+                loss, counts = self.loss(images, labels)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.cfg.grad_clip:
@@ -250,7 +268,8 @@ class _Trainer:
                 self.schedule.scheduler.step()
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
             loss_sum += loss * len(labels)
-            correct += batch_correct
+            for key, value in counts.items():
+                sums[key] = sums[key] + value if key in sums else value
             count += len(labels)
             if step % CHECK_EVERY == 0 or step == steps:
                 _check_finite(first_bad, epoch, checkpoint_dir)
@@ -261,8 +280,17 @@ class _Trainer:
         if record_steps:
             recorded = [(epoch, i, lr, value) for i, (lr, value) in
                         enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
-        accuracy = math.nan if self.contrastive else correct.item() / count
-        return loss_sum.item() / count, accuracy, recorded
+        return _epoch_metrics(loss_sum.item(), {k: v.item() for k, v in sums.items()}, count), recorded
+
+
+def _epoch_metrics(loss_sum: float, sums: dict, count: int) -> dict:
+    """An epoch's training metrics from its summed counts; NaN where a run has no such thing."""
+    def share(key, total):
+        return sums[key] / total if key in sums and total else math.nan
+    return {"train_loss": loss_sum / count, "train_acc": share("correct", count),
+            "train_acc_clean": share("correct_clean", count),
+            "label_precision_1": share("kept_clean_1", sums.get("kept")),
+            "label_precision_2": share("kept_clean_2", sums.get("kept"))}
 
 
 def _check_finite(first_bad: torch.Tensor, epoch: int, checkpoint_dir) -> None:

@@ -23,7 +23,7 @@ def augmented_grid(cfg, n_images: int = 8, n_views: int = 4, seed: int = 0):
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if r == 0:
-                axes[r, c].set_title(split.classes[int(split.train_y[c])], fontsize=8)
+                axes[r, c].set_title(split.classes[int(split.train_y[c].view(-1)[-1])], fontsize=8)  # the true label
         axes[r, 0].set_ylabel("original" if r == 0 else f"view {r}", fontsize=8)
     fig.suptitle(f"{cfg.source}: training images and their augmentations {list(cfg.augment)}", fontsize=9)
     fig.tight_layout()
@@ -128,5 +128,37 @@ def plot_embeddings(panels: dict, classes=None, class_names=None, n_classes: int
         ax.set_yticks([])
     axes.flat[0].legend(fontsize=7, markerscale=2)
     fig.suptitle("test-set features, first two principal components", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_memorisation(histories: dict):
+    """Training accuracy against the noisy labels and against the true ones, per run (label -> history)."""
+    fig, axes = plt.subplots(1, len(histories), figsize=(4.6 * len(histories), 3.6), squeeze=False, sharey=True)
+    for ax, (label, history) in zip(axes.flat, histories.items()):
+        ax.plot(history["epoch"], history["train_acc"], label="against the noisy labels")
+        ax.plot(history["epoch"], history["train_acc_clean"], label="against the true labels")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("training accuracy")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_label_precision(histories: dict, clean_share: dict = None):
+    """Share of truly clean samples among those each Co-teaching network kept, per epoch."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for label, history in histories.items():
+        line, = ax.plot(history["epoch"], history["label_precision_1"], marker=".", label=f"{label}, network 1")
+        ax.plot(history["epoch"], history["label_precision_2"], ls="--", color=line.get_color(), label="network 2")
+        if clean_share and label in clean_share:  # what keeping samples at random would give
+            ax.axhline(clean_share[label], color=line.get_color(), ls=":", lw=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("clean share of the kept samples")
+    ax.set_title("label precision of Co-teaching's selection (dotted: the clean share of all labels)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -62,7 +62,7 @@ def test_losses_shown_where_the_report_printed_one(root):
 def test_published_row_without_run_reads_not_run(root):
     write_rows("full", "01_basic_vgg.csv", [run_row("e_basic", "cifar10", 0, 0.83)])
     tables = summary.report_tables(summary.collect_results("full"))
-    assert list(tables) == ["Level E", "Table 4", "Table 1", "Table 2", "Table 3", "SupCon"]
+    assert list(tables) == ["Level E", "Table 4", "Table 1", "Table 2", "Noise on CIFAR-10", "Table 3", "SupCon"]
     row = table_row(tables, "Level E", "global average pooling head", "cifar10")
     for column in ("ours (best val)", "ours (final)", "difference", "epochs", "wall time"):
         assert row[column] == "not run"
