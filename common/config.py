@@ -45,6 +45,7 @@ class RunConfig:
     profile: str = "full"
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     channels_last: str = "auto"  # auto (on) | on | off
+    shortened: bool = False  # trained for another number of epochs than its recipe (--epochs): never the report's row
 
     def __post_init__(self):
         self.check()
@@ -98,12 +99,17 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """experiment-model-dataset-seed-profile; a stand-in data set also names the one it stands for,
-        so a smoke run of CIFAR-10 and one of CIFAR-100 (both synthetic) never share checkpoints."""
+        so a smoke run of CIFAR-10 and one of CIFAR-100 (both synthetic) never share checkpoints; a shortened
+        run ends in its epochs ("-5ep"), so it never shares checkpoints or a results row with the full run."""
         dataset = self.dataset if self.dataset == self.report_dataset else f"{self.dataset}-as-{self.report_dataset}"
-        return f"{self.experiment}-{self.model}-{dataset}-s{self.seed}-{self.profile}"
+        suffix = f"-{self.epochs}ep" if self.shortened else ""
+        return f"{self.experiment}-{self.model}-{dataset}-s{self.seed}-{self.profile}{suffix}"
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))  # tuples become lists, as in a checkpoint
+        values = json.loads(json.dumps(asdict(self)))  # tuples become lists, as in a checkpoint
+        if not values["shortened"]:
+            del values["shortened"]  # so configs, checkpoints and results made before the field keep their hash
+        return values
 
     def fingerprint(self) -> str:
         """A short hash of the config: a checkpoint or result made under another one is refused."""

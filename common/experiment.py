@@ -103,6 +103,20 @@ def recorded_result(cfg: RunConfig, notebook: str):
     return RunResult(row, results.read_history(_history_csv(cfg)), loaded=True)
 
 
+def load_trained(cfg: RunConfig, device="cpu", which: str = "best") -> torch.nn.Module:
+    """A run's network with its best-validation (or last) weights, from its checkpoint folder."""
+    from .train import load_checkpoint
+
+    folder = paths.checkpoints_dir(cfg.profile) / cfg.run_id
+    names = ("best.pt", "last.pt") if which == "best" else ("last.pt",)
+    path = next((folder / name for name in names if (folder / name).exists()), None)
+    if path is None:
+        raise FileNotFoundError(f"No checkpoint of {cfg.run_id} in {folder}: run it first (run_experiment).")
+    model = build_for(cfg)
+    model.load_state_dict(load_checkpoint(path, device)["model"])
+    return model.to(device).eval()
+
+
 def train_throughput(history: list, train_images: int) -> float:
     """Training images per second over the run's epochs (augmentation and steps; evaluation excluded)."""
     seconds = sum(row.get("train_seconds") or 0.0 for row in history)
@@ -157,6 +171,7 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     row = {
         "run_id": cfg.run_id, "notebook": notebook, "experiment": cfg.experiment, "model": cfg.model,
         "dataset": cfg.dataset, "report_dataset": cfg.report_dataset, "profile": cfg.profile, "seed": cfg.seed, "epochs": cfg.epochs,
+        "shortened": cfg.shortened,
         "best_epoch": outcome.best_epoch, "val_acc_best": best_row["val_acc"],
         "test_acc_best": test_acc_best, "test_loss_best": test_loss_best,
         "test_acc_final": test_acc_final, "test_loss_final": test_loss_final,

@@ -67,6 +67,7 @@ LEVEL_A_MODELS = {
     "resnet18": dict(lr=1e-3, weight_decay=5e-4),
     "se_resnet18": dict(lr=1e-3, weight_decay=5e-4),
     "convnext": dict(lr=1e-3, weight_decay=0.05),
+    "vit": dict(lr=1e-4, weight_decay=5e-4, epochs=100),  # CIFAR-100 in the report, against ResNet18
 }
 LEVEL_A_SEED = 42
 LEVEL_A_CLASSES = {"cifar10": 10, "cifar100": 100}
@@ -120,8 +121,10 @@ def supcon_classifier(pretrain: RunConfig, head: str = "mlp", epochs=None) -> Ru
                     model_options={"encoder_run": pretrain.run_id, "encoder_config": pretrain.fingerprint()},
                     **{**SUPCON_DATA, "source": pretrain.source, "report_dataset": pretrain.report_dataset},
                     **SUPCON_CLASSIFIER)
-    return _for_profile(cfg.replace(synthetic_sizes=pretrain.synthetic_sizes), pretrain.profile, pretrain.seed,
-                        epochs, None, smoke_sizes=pretrain.synthetic_sizes)
+    cfg = _for_profile(cfg.replace(synthetic_sizes=pretrain.synthetic_sizes), pretrain.profile, pretrain.seed,
+                       epochs, None, smoke_sizes=pretrain.synthetic_sizes)
+    # a classifier on a shortened encoder is a shortened result too, whatever its own epochs
+    return cfg.replace(shortened=True) if pretrain.shortened else cfg
 
 
 # Noisy labels (report 4.2.3): the report's ImageNette recipe, and the same on CIFAR-10 with the CIFAR ResNet18.
@@ -156,7 +159,10 @@ def noisy_labels(dataset: str = "imagenette", kind: str = "symmetric", rate: flo
 
 
 def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_sizes=(512, 256)) -> RunConfig:
-    """Apply the profile, seed and the user's overrides (epochs, data source) to a recipe."""
+    """Apply the profile, seed and the user's overrides (epochs, data source) to a recipe.
+
+    A full run given other epochs than its recipe's is marked shortened: another run id, and kept out of
+    the summary's comparison with the report. Smoke epochs are tiny by design, so smoke is never marked."""
     changes = {"profile": check_profile(profile), "seed": seed}
     if profile == "smoke":
         changes.update(source="synthetic", epochs=SMOKE_EPOCHS, synthetic_sizes=smoke_sizes)
@@ -168,4 +174,6 @@ def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_
             changes["report_dataset"] = source
     if epochs:
         changes["epochs"] = int(epochs)
+        if profile == "full" and changes["epochs"] != cfg.epochs:
+            changes["shortened"] = True
     return cfg.replace(**changes)

@@ -3,10 +3,13 @@
     python -m common.reproduce --profile smoke          # CPU, offline, a few minutes
     python -m common.reproduce --profile full           # the report's recipes, on a GPU
     python -m common.reproduce --only 01 08             # a subset, by number or name
+    python -m common.reproduce --epochs 3               # every run shortened to 3 epochs, for a quick look
 
-Executed copies go to runs/<profile>/ (git-ignored). A failing notebook is reported and the
-others still run. Runs resume from their checkpoints and finished runs load their recorded
-results, so re-running the command finishes what an interruption left.
+Executed copies go to runs/<profile>/ (runs/<profile>-<N>ep/ with --epochs; git-ignored). Full runs
+shortened by --epochs get their own run ids and are listed apart in the summary, never beside the
+report's numbers. A failing notebook is reported and the others still run. Runs resume from their
+checkpoints and finished runs load their recorded results, so re-running the command finishes what an
+interruption left.
 """
 
 import argparse
@@ -27,11 +30,24 @@ def notebooks(only=None) -> list:
     return found
 
 
-def run_notebook(source: Path, output: Path, profile: str) -> None:
+def run_notebook(source: Path, output: Path, profile: str, epochs=None) -> None:
     import papermill
 
-    papermill.execute_notebook(str(source), str(output), parameters={"PROFILE": profile},
+    parameters = {"PROFILE": profile} if epochs is None else {"PROFILE": profile, "EPOCHS": epochs}
+    papermill.execute_notebook(str(source), str(output), parameters=parameters,
                                cwd=str(source.parent), progress_bar=False, kernel_name="python3")
+
+
+def positive_epochs(text: str) -> int:
+    """--epochs N: a whole number of epochs, at least 1."""
+    try:
+        epochs = int(text)
+    except ValueError:
+        epochs = 0
+    if epochs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of epochs: give a whole number of at least 1, "
+                                         "e.g. --epochs 3")
+    return epochs
 
 
 def main(argv=None) -> int:
@@ -39,6 +55,9 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default=paths.default_profile(), choices=paths.PROFILES,
                         help="full: the report's recipes on the real data; smoke: generated data on a CPU")
     parser.add_argument("--only", nargs="+", metavar="NB", help="run only these notebooks, e.g. 01 08")
+    parser.add_argument("--epochs", type=positive_epochs, metavar="N",
+                        help="train every run for N epochs, for a quick look; full runs are marked shortened, "
+                             "get their own run ids and stay out of the summary's comparison with the report")
     args = parser.parse_args(argv)
 
     import torch
@@ -51,15 +70,41 @@ def main(argv=None) -> int:
     if not selected:
         print(f"No notebook matches --only {' '.join(args.only)}: see the notebooks/ folder for their numbers.")
         return 2
-    out_dir = paths.repo_root() / "runs" / args.profile
+    shortened = "" if args.epochs is None else f"-{args.epochs}ep"
+    out_dir = paths.repo_root() / "runs" / f"{args.profile}{shortened}"  # never over a full run's executed copies
+    if args.epochs is not None and args.profile == "full":
+        print(f"--epochs {args.epochs}: every run trains for {args.epochs} epochs, for a quick look. Runs shortened "
+              f"this way are marked shortened, get their own run ids (ending in {shortened}) and are recorded apart: "
+              "the summary lists them separately and never compares them with the report.")
+    elif args.epochs is not None:
+        print(f"--epochs {args.epochs}: every smoke run trains for {args.epochs} epochs (smoke runs test the code "
+              "path and are never compared with the report).")
     out_dir.mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get(paths.PROFILE_ENV)
     os.environ[paths.PROFILE_ENV] = args.profile  # the kernels inherit it
+    try:
+        failed = _run_all(selected, out_dir, args)
+    finally:  # a caller in the same process (a test, a notebook) keeps its own profile
+        if previous is None:
+            os.environ.pop(paths.PROFILE_ENV, None)
+        else:
+            os.environ[paths.PROFILE_ENV] = previous
+    summary = paths.results_dir(args.profile) / "summary.md"
+    print(f"\n{len(selected) - len(failed)} of {len(selected)} notebooks ran; summary: {summary}")
+    if failed:
+        print("Failed: " + ", ".join(failed) + ". Fix the cause and run the same command again: finished runs "
+              "are loaded, interrupted ones resume.")
+    return 1 if failed else 0
+
+
+def _run_all(selected: list, out_dir: Path, args) -> list:
+    """Run the notebooks in order; the names of those that failed."""
     failed = []
     for i, notebook in enumerate(selected, start=1):
         started = time.time()
         print(f"[{i}/{len(selected)}] {notebook.name} ({args.profile}) ...", flush=True)
         try:
-            run_notebook(notebook, out_dir / notebook.name, args.profile)
+            run_notebook(notebook, out_dir / notebook.name, args.profile, args.epochs)
         except Exception as err:  # papermill raises with the failing cell's error; keep going
             reason = str(err).strip().splitlines()
             failed.append(notebook.name)
@@ -67,12 +112,7 @@ def main(argv=None) -> int:
                   f" (executed copy: {out_dir / notebook.name})", flush=True)
             continue
         print(f"    ok in {time.time() - started:.0f} s", flush=True)
-    summary = paths.results_dir(args.profile) / "summary.md"
-    print(f"\n{len(selected) - len(failed)} of {len(selected)} notebooks ran; summary: {summary}")
-    if failed:
-        print("Failed: " + ", ".join(failed) + ". Fix the cause and run the same command again: finished runs "
-              "are loaded, interrupted ones resume.")
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

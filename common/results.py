@@ -11,6 +11,7 @@ import pandas as pd
 # One row per run in results/<notebook>.csv; the summary reads these columns.
 RESULT_FIELDS = [
     "run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile", "seed", "epochs",
+    "shortened",  # True: trained for fewer (or more) epochs than the recipe (--epochs); missing in older CSVs: False
     "best_epoch", "val_acc_best", "test_acc_best", "test_loss_best",
     "test_acc_final", "test_loss_final", "params", "wall_seconds", "train_images_per_s", "noise_changed", "device",
     "torch", "git_commit", "config_hash", "finished_at",
@@ -81,7 +82,16 @@ def read_results(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=RESULT_FIELDS)
-    return pd.read_csv(path, dtype={field: str for field in TEXT_FIELDS})
+    frame = pd.read_csv(path, dtype={field: str for field in TEXT_FIELDS})
+    # an older CSV lacks newer columns; its runs predate --epochs, so they were not shortened
+    frame = frame.reindex(columns=list(dict.fromkeys(RESULT_FIELDS + list(frame.columns))))
+    frame["shortened"] = shortened_flags(frame["shortened"])
+    return frame
+
+
+def shortened_flags(values) -> pd.Series:
+    """The "shortened" column as booleans: True, "True" or 1 are shortened; False or missing are not."""
+    return pd.Series(values, dtype=object).map(lambda value: str(value).strip().lower() in ("true", "1", "1.0"))
 
 
 def upsert_result(path: Path, row: dict) -> None:

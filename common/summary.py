@@ -7,12 +7,14 @@ import pandas as pd
 
 from common.paths import check_profile, results_dir
 from common.published import TABLES, published_table
-from common.results import RESULT_FIELDS, atomic_path
+from common.results import RESULT_FIELDS, atomic_path, shortened_flags
 
 NOT_RUN = "not run"
 SKIPPED_FILES = {"bench.csv"}  # benchmark timings, not training runs
 COLUMNS = ["row", "dataset", "published", "ours (best val)", "ours (final)", "difference",
            "epochs", "wall time", "run"]
+SHORTENED_COLUMNS = ["run", "experiment", "dataset", "epochs", "test acc (best val)", "test acc (final)"]
+SHORTENED_HEADING = "Shortened runs (--epochs; not compared with the report)"
 
 
 def collect_results(profile: str) -> pd.DataFrame:
@@ -100,13 +102,37 @@ def _table_row(published: pd.Series, runs: pd.DataFrame) -> dict:
             "run": _run_label(runs)}
 
 
-def report_tables(results: pd.DataFrame) -> dict:
-    """For each report table, in order: its published rows beside our matching runs."""
-    published = published_table()
-    # a smoke or image-folder run stands for the report's data set it reproduces
+def _is_shortened(results: pd.DataFrame) -> pd.Series:
+    """Which runs were shortened with --epochs (a CSV from before the column: none)."""
+    if "shortened" not in results:
+        return pd.Series(False, index=results.index)
+    return shortened_flags(results["shortened"]).astype(bool)
+
+
+def _report_dataset(results: pd.DataFrame) -> pd.Series:
+    """The report's data set each run stands for (a smoke or image-folder run names the one it reproduces)."""
     dataset = results["dataset"].astype(object)
     if "report_dataset" in results:
         dataset = results["report_dataset"].astype(object).where(results["report_dataset"].notna(), dataset)
+    return dataset
+
+
+def shortened_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """The runs shortened with --epochs, one line each: they are listed apart, never compared with the report."""
+    runs = results[_is_shortened(results)]
+    dataset = _report_dataset(runs)
+    return pd.DataFrame([{"run": run["run_id"], "experiment": run["experiment"], "dataset": dataset[index],
+                          "epochs": _epochs(pd.Series([run["epochs"]])),
+                          "test acc (best val)": _accuracy(run["test_acc_best"]),
+                          "test acc (final)": _accuracy(run["test_acc_final"])}
+                         for index, run in runs.iterrows()], columns=SHORTENED_COLUMNS)
+
+
+def report_tables(results: pd.DataFrame) -> dict:
+    """For each report table, in order: its published rows beside our matching full-length runs."""
+    published = published_table()
+    results = results[~_is_shortened(results)]  # a run shortened with --epochs is not the report's recipe
+    dataset = _report_dataset(results)
     tables = {}
     for name in TABLES:
         rows = []
@@ -136,7 +162,8 @@ def summary_markdown(tables: dict) -> str:
 
 def write_summary(profile: str) -> Path:
     """Collect the profile's runs and write results/summary.md beside its CSVs."""
-    tables = report_tables(collect_results(profile))
+    results = collect_results(profile)
+    tables = report_tables(results)
     header = (f"# Our runs beside the report's published numbers (profile: {profile})\n\n"
               "Test accuracy at the best-validation epoch and at the final epoch; difference = "
               "ours (best val) - published. Runs without a validation split (Level E, as the report ran them) "
@@ -144,8 +171,14 @@ def write_summary(profile: str) -> Path:
               "generated images trained for an epoch or two: they test the code path and mean "
               "nothing.\n\n")
     path = results_dir(profile) / "summary.md"
+    body = summary_markdown(tables)
+    shortened = shortened_runs(results)
+    if not shortened.empty:
+        body += (f"\n\n## {SHORTENED_HEADING}\n\nTrained for another number of epochs than the report's recipes "
+                 "(`python -m common.reproduce --epochs N`), for a quick look: they are left out of the tables "
+                 f"above.\n\n{_markdown_table(shortened)}")
     with atomic_path(path) as tmp:
-        tmp.write_text(header + summary_markdown(tables) + "\n")
+        tmp.write_text(header + body + "\n")
     return path
 
 
@@ -211,3 +244,16 @@ def architecture_table(rows: list) -> pd.DataFrame:
         "test acc (best val)": row["test_acc_best"], "test acc (final)": row["test_acc_final"],
     } for row in rows])
     return frame.set_index(["model", "dataset"]) if rows else frame
+
+
+def run_histories(results: pd.DataFrame, profile: str) -> dict:
+    """The per-epoch history of every recorded run that has one, by run id (notebook order)."""
+    from common.results import read_history
+
+    folder = results_dir(check_profile(profile)) / "history"
+    histories = {}
+    for run_id in results.sort_values("notebook", kind="stable")["run_id"]:
+        path = folder / f"{run_id}.csv"
+        if path.exists():
+            histories[run_id] = read_history(path)
+    return histories

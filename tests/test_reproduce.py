@@ -1,5 +1,8 @@
 """python -m common.reproduce: notebooks in order, a failing one reported while the others still run."""
 
+import os
+from pathlib import Path
+
 import nbformat
 import pytest
 
@@ -47,3 +50,60 @@ def test_full_profile_without_gpu_stops_before_running_anything(root, monkeypatc
     assert reproduce.main(["--profile", "full"]) == 2
     assert "needs a GPU" in capsys.readouterr().out
     assert not (root / "runs").exists()
+
+
+def record_papermill(monkeypatch):
+    """Replace papermill's execution by a record of each call's notebook and parameters."""
+    calls = []
+    monkeypatch.setattr("papermill.execute_notebook",
+                        lambda source, output, parameters, **kw: calls.append((source, output, parameters)))
+    return calls
+
+
+def test_epochs_is_passed_to_every_selected_notebook(root, monkeypatch, capsys):
+    for name in ("01_a", "02_b", "08_summary"):
+        write_notebook(root / "notebooks" / f"{name}.ipynb", "pass")
+    calls = record_papermill(monkeypatch)
+    assert reproduce.main(["--profile", "smoke", "--epochs", "3", "--only", "01", "08"]) == 0
+    assert [Path(source).name for source, _, _ in calls] == ["01_a.ipynb", "08_summary.ipynb"]
+    assert all(parameters == {"PROFILE": "smoke", "EPOCHS": 3} for _, _, parameters in calls)
+    # executed copies of a shortened run never overwrite those of a full-length one
+    assert all(Path(output).parent == root / "runs" / "smoke-3ep" for _, output, _ in calls)
+
+
+def test_without_epochs_no_epochs_parameter_is_passed(root, monkeypatch):
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
+    calls = record_papermill(monkeypatch)
+    assert reproduce.main(["--profile", "smoke"]) == 0
+    assert calls[0][2] == {"PROFILE": "smoke"} and Path(calls[0][1]).parent == root / "runs" / "smoke"
+
+
+def test_full_profile_epochs_says_the_runs_are_shortened_and_kept_apart(root, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_ALLOW_CPU", "1")
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
+    calls = record_papermill(monkeypatch)
+    assert reproduce.main(["--profile", "full", "--epochs", "5"]) == 0
+    assert calls[0][2] == {"PROFILE": "full", "EPOCHS": 5}
+    out = capsys.readouterr().out
+    assert "shortened" in out and "-5ep" in out and "recorded apart" in out
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "three", "1.5"])
+def test_epochs_must_be_a_positive_whole_number(root, monkeypatch, capsys, value):
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
+    calls = record_papermill(monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        reproduce.main(["--profile", "smoke", "--epochs", value])
+    assert stop.value.code == 2 and not calls
+    err = capsys.readouterr().err
+    assert "--epochs" in err and "whole number of at least 1" in err
+    assert not (root / "runs").exists()
+
+
+def test_reproduce_leaves_the_callers_profile_as_it_was(root, monkeypatch):
+    monkeypatch.setenv("REPRO_PROFILE", "smoke")
+    monkeypatch.setattr(reproduce, "run_notebook", lambda *args, **kwargs: None)
+    monkeypatch.setenv("REPRO_ALLOW_CPU", "1")
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
+    reproduce.main(["--profile", "full", "--only", "01"])
+    assert os.environ["REPRO_PROFILE"] == "smoke"

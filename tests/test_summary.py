@@ -143,3 +143,45 @@ def test_compare_with_report_puts_one_run_beside_the_published_number():
     frame = summary.compare_with_report(row)
     assert frame["test accuracy"].tolist() == [0.8392, 0.81, pytest.approx(0.80)]
     assert frame["difference to report"].iloc[1] == pytest.approx(-0.0292)
+
+
+def test_shortened_run_is_listed_apart_from_the_report_table(root):
+    write_rows("full", "01_basic_vgg.csv", [run_row("e_basic", "cifar10", 0, 0.8292, shortened=False),
+                                            run_row("e_basic", "cifar10", 0, 0.6100, epochs=3, shortened=True,
+                                                    run_id="e_basic-cifar10-s0-3ep")])
+    results = summary.collect_results("full")
+    row = table_row(summary.report_tables(results), "Level E", "VGG basic", "cifar10")
+    assert row["ours (best val)"] == "0.8292" and row["epochs"] == "30"  # the full run alone, not a mean of both
+    assert row["run"] == "e_basic-cifar10-s0"
+    shortened = summary.shortened_runs(results)
+    assert shortened.to_dict("records") == [{"run": "e_basic-cifar10-s0-3ep", "experiment": "e_basic",
+                                             "dataset": "cifar10", "epochs": "3", "test acc (best val)": "0.6100",
+                                             "test acc (final)": "0.6000"}]
+    text = summary.write_summary("full").read_text()
+    section = text.index("## " + summary.SHORTENED_HEADING)
+    assert "| VGG basic | cifar10 | 0.8392 | 0.8292 |" in text[:section]
+    assert "e_basic-cifar10-s0-3ep" not in text[:section]
+    assert "| e_basic-cifar10-s0-3ep | e_basic | cifar10 | 3 | 0.6100 | 0.6000 |" in text[section:]
+
+
+def test_only_shortened_runs_leave_the_report_row_not_run(root):
+    write_rows("full", "01_basic_vgg.csv", [run_row("e_basic", "cifar10", 0, 0.61, epochs=3, shortened=True)])
+    results = summary.collect_results("full")
+    row = table_row(summary.report_tables(results), "Level E", "VGG basic", "cifar10")
+    assert row["ours (best val)"] == summary.NOT_RUN
+    assert len(summary.shortened_runs(results)) == 1
+
+
+def test_results_csv_without_the_shortened_column_still_works(root):
+    old_fields = [field for field in RESULT_FIELDS if field != "shortened"]
+    path = results_dir("full") / "01_basic_vgg.csv"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame([run_row("e_basic", "cifar10", 0, 0.8292)], columns=old_fields).to_csv(path, index=False)
+    assert "shortened" not in pd.read_csv(path).columns
+    results = summary.collect_results("full")
+    assert table_row(summary.report_tables(results), "Level E", "VGG basic", "cifar10")["ours (best val)"] == "0.8292"
+    assert summary.shortened_runs(results).empty
+    without = results.drop(columns="shortened")  # a frame built elsewhere, without the column at all
+    assert table_row(summary.report_tables(without), "Level E", "VGG basic", "cifar10")["run"] == "e_basic-cifar10-s0"
+    assert summary.shortened_runs(without).empty
+    assert summary.SHORTENED_HEADING not in summary.write_summary("full").read_text()
