@@ -1,5 +1,6 @@
 """Model registry: build_model(name, num_classes, **options) for every network of the report."""
 
+import torch
 from torch import nn
 
 MODELS = {}
@@ -134,3 +135,38 @@ def resnet18_imagenet(num_classes=10):
     from torchvision.models import resnet18 as tv_resnet18
 
     return tv_resnet18(num_classes=num_classes)
+
+
+class ViT(nn.Module):
+    """The report's Vision Transformer for 32x32 images, built from torch's pre-LayerNorm encoder layers.
+
+    Patch 4 (a 4x4 stride-4 conv: 64 patches of width 256), a learnable CLS token and positional embedding
+    (truncated normal, std 0.02), dropout 0.1 on the embeddings, 6 encoder layers (8 heads, MLP 1024, GELU,
+    dropout 0.1, LayerNorm first), a final LayerNorm and a linear head on the CLS token. torchvision's
+    VisionTransformer has the same blocks but zero-initialises the CLS token and the head, so it is not used.
+    The attention runs through torch's fused scaled-dot-product kernels (flash / memory-efficient on a GPU).
+    """
+
+    def __init__(self, num_classes=100, image_size=32, patch=4, width=256, depth=6, heads=8, mlp=1024, dropout=0.1):
+        super().__init__()
+        self.patchify = nn.Conv2d(3, width, kernel_size=patch, stride=patch)
+        patches = (image_size // patch) ** 2
+        self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, 1, width), std=0.02))
+        self.pos_embedding = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, patches + 1, width), std=0.02))
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(width, heads, mlp, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        # nested tensors only help with padding masks, which a fixed 64-patch image never has
+        self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(width), enable_nested_tensor=False)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        tokens = self.patchify(x).flatten(2).transpose(1, 2)  # N x 64 x width, patches in row-major order
+        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1) + self.pos_embedding
+        return self.head(self.encoder(self.dropout(tokens))[:, 0])
+
+
+@register("vit")
+def vit(num_classes=100, **options):
+    """The report's ViT (about 4.8 M parameters at 100 classes)."""
+    return ViT(num_classes, **options)

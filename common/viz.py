@@ -162,3 +162,20 @@ def plot_label_precision(histories: dict, clean_share: dict = None):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_position_similarity(pos_embedding, grid: int = 8):
+    """Cosine similarity of each patch's learned position embedding with every other patch's, one small map
+    per patch laid out where the patch sits: 2-D structure shows as a bright spot around each position."""
+    patches = pos_embedding.detach().float().cpu().reshape(-1, pos_embedding.shape[-1])[-grid * grid:]  # no CLS
+    unit = torch.nn.functional.normalize(patches, dim=1)
+    similarity = (unit @ unit.T).view(grid, grid, grid, grid)
+    fig, axes = plt.subplots(grid, grid, figsize=(7, 7))
+    for row in range(grid):
+        for col in range(grid):
+            image = axes[row, col].imshow(similarity[row, col], vmin=-1, vmax=1, cmap="viridis")
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+    fig.colorbar(image, ax=axes, shrink=0.6, label="cosine similarity")
+    fig.suptitle("position embedding similarity: each map is one patch against all 64", fontsize=9)
+    return fig

@@ -145,8 +145,8 @@ def test_level_a_smoke_profile_keeps_a_small_validation_split():
 
 
 def test_level_a_rejects_unknown_names():
-    with pytest.raises(ValueError, match="Unknown Level A model 'vit'.*resnet18"):
-        recipes.level_a("vit")
+    with pytest.raises(ValueError, match="Unknown Level A model 'densenet'.*resnet18"):
+        recipes.level_a("densenet")
     with pytest.raises(ValueError, match="cifar10 or cifar100"):
         recipes.level_a("resnet18", "imagenet")
 
