@@ -4,6 +4,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +57,13 @@ def use_channels_last(cfg: RunConfig, device: torch.device) -> bool:
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]  # a frozen encoder is not optimised
+    # on a GPU, one fused kernel updates every parameter instead of several launches per tensor
+    fused = {"fused": True} if params and all(p.is_cuda for p in params) else {}
     if cfg.optimizer == "adam":  # coupled L2, as the report's code used it
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
 
 
 def _autocast(device, dtype):
@@ -106,6 +109,30 @@ def load_checkpoint(path: Path, device="cpu") -> dict:
             "delete it to start the run afresh.") from None
 
 
+def _read_or_set_aside(path: Path, device):
+    """A checkpoint's contents, or None if it is unreadable: then it is named, renamed *.corrupt and skipped."""
+    try:
+        return load_checkpoint(path, device)
+    except CheckpointUnreadable:
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"Checkpoint {path} is unreadable, probably cut short by a crash: it was moved to "
+                      f"{aside.name} and the run goes on from the previous checkpoint, or from scratch.", stacklevel=3)
+        return None
+
+
+def _newest_readable(checkpoint_dir: Path, device):
+    """(state, path) of the newest readable checkpoint, last.pt then prev.pt (the epoch before); (None, None)
+    when there is none, and the run starts afresh."""
+    for name in ("last.pt", "prev.pt"):
+        path = checkpoint_dir / name
+        if path.exists():
+            state = _read_or_set_aside(path, device)
+            if state is not None:
+                return state, path
+    return None, None
+
+
 def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_dir=None,
         progress: bool = True, test_loader=None, record_steps: bool = False, stop_after=None) -> FitResult:
     """Train `model` as `cfg` says; checkpoint every epoch in `checkpoint_dir` and resume from it.
@@ -132,11 +159,16 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
-        if last_path.exists():
-            state = trainer.restore(load_checkpoint(last_path, device), last_path)
+        state, path = _newest_readable(checkpoint_dir, device)
+        if state is not None:
+            state = trainer.restore(state, path)
             history, start_epoch, wall, best = state["history"], state["epoch"], state["wall_seconds"], state["best"]
-            if has_val and best_path.exists():
-                best_state = load_checkpoint(best_path, device)["model"]
+            if has_val:
+                saved = _read_or_set_aside(best_path, device) if best_path.exists() else None
+                if saved is not None and saved["epoch"] == best["epoch"]:
+                    best_state = saved["model"]
+                else:  # lost, or from an epoch after the one resumed: the epochs still to come choose the best
+                    best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
 
     steps, recorded = len(train_loader), []
     bar = progress_bar(total=cfg.epochs * steps, initial=start_epoch * steps, desc=cfg.run_id,
@@ -167,6 +199,8 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
             if best_path is not None:
                 _save_atomic({"model": best_state, "epoch": epoch}, best_path)
         if last_path is not None:
+            if last_path.exists():  # the previous epoch stays as prev.pt, should last.pt ever be unreadable
+                os.replace(last_path, checkpoint_dir / "prev.pt")
             _save_atomic({**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
                           "epoch": epoch, "history": history, "best": best, "wall_seconds": wall}, last_path)
         bar.set_postfix_str(_epoch_line(row), refresh=False)
@@ -175,6 +209,7 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
     bar.close()
     if not has_val or best_state is None:
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best["epoch"] = best["epoch"] or len(history)
     return FitResult(history, best["epoch"], best_state, wall, recorded if record_steps else None)
 
 

@@ -1,0 +1,99 @@
+"""Faults a long run meets: a SIGKILL at any moment, a truncated checkpoint. The run must resume from the last
+complete epoch (or start afresh) and end exactly where an uninterrupted run ends."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from common import recipes
+from common.experiment import run_experiment
+
+METRICS = ["best_epoch", "val_acc_best", "test_acc_best", "test_loss_best", "test_acc_final", "test_loss_final"]
+
+
+def small_run():
+    return recipes.level_e("basic", profile="smoke").replace(synthetic_sizes=(192, 64), val_size=32, epochs=4)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run, one torch thread (as in the faulty runs, so the floats match exactly)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("reference")
+    old = os.environ.get("REPRO_ROOT")
+    os.environ["REPRO_ROOT"] = str(root)
+    try:
+        yield run_experiment(small_run(), "faults", progress=False).row
+    finally:
+        os.environ["REPRO_ROOT"] = old or ""
+        torch.set_num_threads(threads)
+
+
+def rerun(root: Path, monkeypatch):
+    monkeypatch.setenv("REPRO_ROOT", str(root))
+    torch.set_num_threads(1)
+    results = root / "smoke" / "results" / "faults.csv"
+    results.unlink(missing_ok=True)  # the crash came before the run was recorded
+    return run_experiment(small_run(), "faults", progress=False).row
+
+
+def checkpoints(root: Path) -> Path:
+    return root / "smoke" / "checkpoints" / small_run().run_id
+
+
+def test_truncated_last_checkpoint_resumes_from_the_previous_one(reference, tmp_path, monkeypatch):
+    rerun(tmp_path, monkeypatch)
+    last = checkpoints(tmp_path) / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # cut short, as by a full disk or a crash mid-write
+    with pytest.warns(UserWarning, match=r"last\.pt is unreadable.*previous checkpoint"):
+        row = rerun(tmp_path, monkeypatch)
+    assert (checkpoints(tmp_path) / "last.pt.corrupt").exists()
+    assert {k: row[k] for k in METRICS} == {k: reference[k] for k in METRICS}
+
+
+def test_every_checkpoint_corrupt_starts_afresh_and_never_crashes(reference, tmp_path, monkeypatch):
+    rerun(tmp_path, monkeypatch)
+    for name in ("last.pt", "prev.pt", "best.pt"):
+        (checkpoints(tmp_path) / name).write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        row = rerun(tmp_path, monkeypatch)
+    assert {k: row[k] for k in METRICS} == {k: reference[k] for k in METRICS}
+
+
+def test_sigkill_at_a_random_moment_then_rerun_ends_as_the_uninterrupted_run(reference, tmp_path, monkeypatch):
+    script = textwrap.dedent(f"""
+        import torch
+        torch.set_num_threads(1)
+        from common.experiment import run_experiment
+        from common import recipes
+        from common.config import RunConfig
+        cfg = recipes.level_e("basic", profile="smoke").replace(synthetic_sizes=(192, 64), val_size=32, epochs=4)
+        assert cfg == {small_run()!r}
+        run_experiment(cfg, "faults", progress=False)
+    """)
+    env = {**os.environ, "REPRO_ROOT": str(tmp_path), "REPRO_PROFILE": "smoke", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.time() + 120
+        while not (checkpoints(tmp_path) / "last.pt").exists() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(random.Random().uniform(0, 0.5))  # anywhere in the next epochs, mid-step or mid-save
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL  # killed mid-run, not finished or failed on its own
+    last_epoch = torch.load(checkpoints(tmp_path) / ("last.pt" if (checkpoints(tmp_path) / "last.pt").exists()
+                                                     else "prev.pt"), weights_only=False)["epoch"]
+    assert 1 <= last_epoch < 4
+    row = rerun(tmp_path, monkeypatch)
+    assert {k: row[k] for k in METRICS} == {k: reference[k] for k in METRICS}
