@@ -16,11 +16,12 @@ import torch
 from common import recipes
 from common.experiment import run_experiment
 
+EPOCHS = 8
 METRICS = ["best_epoch", "val_acc_best", "test_acc_best", "test_loss_best", "test_acc_final", "test_loss_final"]
 
 
 def small_run():
-    return recipes.level_e("basic", profile="smoke").replace(synthetic_sizes=(192, 64), val_size=32, epochs=4)
+    return recipes.level_e("basic", profile="smoke").replace(synthetic_sizes=(192, 64), val_size=32, epochs=EPOCHS)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,15 @@ def test_every_checkpoint_corrupt_starts_afresh_and_never_crashes(reference, tmp
     assert {k: row[k] for k in METRICS} == {k: reference[k] for k in METRICS}
 
 
+def wait_for(path: Path, process, timeout: float = 120) -> float:
+    """The time at which `path` appeared while `process` ran."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None and time.time() < deadline, f"the run ended before writing {path.name}"
+        time.sleep(0.005)
+    return time.time()
+
+
 def test_sigkill_at_a_random_moment_then_rerun_ends_as_the_uninterrupted_run(reference, tmp_path, monkeypatch):
     script = textwrap.dedent(f"""
         import torch
@@ -76,7 +86,7 @@ def test_sigkill_at_a_random_moment_then_rerun_ends_as_the_uninterrupted_run(ref
         from common.experiment import run_experiment
         from common import recipes
         from common.config import RunConfig
-        cfg = recipes.level_e("basic", profile="smoke").replace(synthetic_sizes=(192, 64), val_size=32, epochs=4)
+        cfg = recipes.level_e("basic", profile="smoke").replace(synthetic_sizes=(192, 64), val_size=32, epochs={EPOCHS})
         assert cfg == {small_run()!r}
         run_experiment(cfg, "faults", progress=False)
     """)
@@ -84,16 +94,16 @@ def test_sigkill_at_a_random_moment_then_rerun_ends_as_the_uninterrupted_run(ref
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     process = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
-        deadline = time.time() + 120
-        while not (checkpoints(tmp_path) / "last.pt").exists() and process.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        time.sleep(random.Random().uniform(0, 0.5))  # anywhere in the next epochs, mid-step or mid-save
+        first = wait_for(checkpoints(tmp_path) / "last.pt", process)  # epoch 1 saved
+        second = wait_for(checkpoints(tmp_path) / "prev.pt", process)  # epoch 2 saved: one epoch's duration
+        # anywhere in the epoch after, mid-step or mid-save: however fast the machine, epochs are left
+        time.sleep(random.Random().uniform(0, 1) * (second - first))
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL  # killed mid-run, not finished or failed on its own
     last_epoch = torch.load(checkpoints(tmp_path) / ("last.pt" if (checkpoints(tmp_path) / "last.pt").exists()
                                                      else "prev.pt"), weights_only=False)["epoch"]
-    assert 1 <= last_epoch < 4
+    assert 2 <= last_epoch < EPOCHS
     row = rerun(tmp_path, monkeypatch)
     assert {k: row[k] for k in METRICS} == {k: reference[k] for k in METRICS}
