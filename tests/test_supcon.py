@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
@@ -14,6 +13,7 @@ from common.augment import (SUPCON_VIEW1, SUPCON_VIEW2, ColorJitter, Compose, Cu
 from common.imageops import gaussian_blur
 from common.models import build_model
 from common.supcon import MLPClassifier, ProjectionHead, SupConModel, encoder_features, supcon_loss
+from test_augment import count_torch_calls  # the same no-loop-over-samples check as the Level A chain
 
 
 def gen(seed=0):
@@ -181,20 +181,6 @@ def test_mlp_classifier_shape_and_layers():
 
 
 # ----------------------------------------------------------------------------- the two views
-
-def count_torch_calls(fn, *args):
-    """How many torch functions and tensor methods fn calls: a loop over samples would scale with N."""
-    class Count(TorchFunctionMode):
-        calls = 0
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            Count.calls += 1
-            return func(*args, **(kwargs or {}))
-
-    with Count():
-        fn(*args)
-    return Count.calls
-
 
 def test_the_two_view_specs_parse_to_the_recipe():
     one, two = build_augment(SUPCON_VIEW1), build_augment(SUPCON_VIEW2)
