@@ -10,19 +10,27 @@ class DeviceLoader:
 
     Each epoch is a fresh permutation seeded by (seed, epoch): every sample is seen once per
     epoch, and an interrupted run that resumes at epoch k draws exactly what it would have.
+    Under data parallelism (`world_size` processes) every process draws the same permutation and
+    batches, and keeps its own `rank`-th share of each batch: together they see each sample once.
     """
 
     def __init__(self, x, y, batch_size, mean, std, augment=None, shuffle=True,
-                 device="cpu", channels_last=False, seed=0):
+                 device="cpu", channels_last=False, seed=0, rank=0, world_size=1):
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels.")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1.")
+        last = len(y) % batch_size
+        if world_size > 1 and (batch_size < world_size or 0 < last < world_size):
+            raise ValueError(f"A batch of {min(batch_size, last or batch_size)} images cannot be shared by "
+                             f"{world_size} processes: use a batch size (and a set size) that leaves every "
+                             "process at least one image of each batch.")
         self.device = torch.device(device)
         self.x = x.to(self.device)
         self.y = y.to(self.device)
         self.batch_size, self.mean, self.std = batch_size, mean, std
         self.augment, self.shuffle, self.channels_last, self.seed = augment, shuffle, channels_last, seed
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def __len__(self):
@@ -34,13 +42,32 @@ class DeviceLoader:
     def generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
 
-    def __iter__(self):
-        gen = self.generator()
+    def batch_indices(self, gen=None) -> list:
+        """This process's sample indices of every batch of the current epoch (`gen`: the epoch's generator)."""
         n = len(self.y)
+        gen = gen or self.generator()
         order = (torch.randperm(n, device=self.device, generator=gen) if self.shuffle
                  else torch.arange(n, device=self.device))
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
+        return [order[start:start + self.batch_size].tensor_split(self.world_size)[self.rank]
+                for start in range(0, n, self.batch_size)]
+
+    def shard_weights(self) -> list:
+        """Per batch, this process's share of it times the number of processes: 1.0 when the batch divides
+        evenly. Scaling a process's mean loss by it makes the averaged gradient the whole batch's mean."""
+        n, size = len(self.y), self.batch_size
+        weights = []
+        for start in range(0, n, size):
+            whole = min(size, n - start)
+            mine = len(range(whole)[self.rank::self.world_size])  # tensor_split's share sizes, as counts
+            weights.append(mine * self.world_size / whole)
+        return weights
+
+    def __iter__(self):
+        gen = self.generator()
+        batches = self.batch_indices(gen)
+        if self.rank > 0:  # the other processes augment their shares with draws of their own
+            gen = torch.Generator(device=self.device).manual_seed((self.seed * 1_000_003 + self.epoch) * 1_009 + self.rank)
+        for idx in batches:
             images = self.x[idx].float().div_(255)
             if self.augment is not None:
                 images = self.augment(images, gen)

@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import distributed
 from .config import RunConfig, config_differences
 from .progress import progress_bar
 from .schedules import build_schedule
 
-CHECK_EVERY = 50  # steps between loss checks: each check syncs the GPU, so not every step
+CHECK_EVERY = 50  # steps between NaN checks; a check reads a copy made at the previous one, so it never waits
 
 
 class TrainingDiverged(RuntimeError):
@@ -134,12 +135,16 @@ def _newest_readable(checkpoint_dir: Path, device):
 
 
 def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_dir=None,
-        progress: bool = True, test_loader=None, record_steps: bool = False, stop_after=None) -> FitResult:
+        progress: bool = True, test_loader=None, record_steps: bool = False, stop_after=None,
+        compile: bool = False, sync_bn: bool = False) -> FitResult:
     """Train `model` as `cfg` says; checkpoint every epoch in `checkpoint_dir` and resume from it.
 
     `test_loader` with cfg.monitor_test adds test metrics to every epoch's history (curves only:
     the best epoch is chosen on validation); `record_steps` keeps every step's lr and loss;
     `stop_after` ends a diagnostic run after that many epochs of the configured schedule.
+    `compile` trains through torch.compile (its warm-up is recorded apart, as compile_seconds).
+    Under torchrun, every process trains its share of each batch (DistributedDataParallel, BatchNorm
+    synchronised if `sync_bn`) and only the main one writes checkpoints.
     """
     device = next(model.parameters()).device
     if device.type == "cpu":
@@ -147,7 +152,9 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
     else:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     amp_dtype = autocast_dtype(cfg, device)
-    trainer = _Trainer(model, cfg, len(train_loader), amp_dtype)
+    trainer = _Trainer(model, cfg, len(train_loader), amp_dtype, compile=compile, sync_bn=sync_bn)
+    main = distributed.is_main()
+    progress = progress and main
     # validation scores classes; a contrastive pretraining run has none, so its final epoch is kept
     has_val = val_loader is not None and len(val_loader.y) > 0 and cfg.loss == "cross_entropy"
 
@@ -159,12 +166,13 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
-        state, path = _newest_readable(checkpoint_dir, device)
+        with distributed.main_first():  # the main process sets an unreadable file aside before the others look
+            state, path = _newest_readable(checkpoint_dir, device)
+            saved = _read_or_set_aside(best_path, device) if has_val and state is not None and best_path.exists() else None
         if state is not None:
             state = trainer.restore(state, path)
             history, start_epoch, wall, best = state["history"], state["epoch"], state["wall_seconds"], state["best"]
             if has_val:
-                saved = _read_or_set_aside(best_path, device) if best_path.exists() else None
                 if saved is not None and saved["epoch"] == best["epoch"]:
                     best_state = saved["model"]
                 else:  # lost, or from an epoch after the one resumed: the epochs still to come choose the best
@@ -180,10 +188,13 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         train_loader.set_epoch(epoch)
         lr = trainer.lr()
         metrics, epoch_steps = trainer.train_epoch(train_loader, epoch, bar, checkpoint_dir, record_steps)
-        train_seconds = time.perf_counter() - started  # train_epoch ends by reading its metrics: the GPU is done
+        # train_epoch ends by reading its metrics, so the GPU is done; a compiled run's warm-up is counted apart
+        compile_seconds = metrics.pop("compile_seconds")
+        train_seconds = time.perf_counter() - started - compile_seconds
         recorded += epoch_steps
         row = {"epoch": epoch, **metrics, "val_loss": math.nan, "val_acc": math.nan, "test_loss": math.nan,
-               "test_acc": math.nan, "lr": lr, "train_seconds": train_seconds}
+               "test_acc": math.nan, "lr": lr, "train_seconds": train_seconds,
+               "compile_seconds": compile_seconds if compile else math.nan}
         if has_val:
             row["val_loss"], row["val_acc"] = evaluate(model, val_loader, amp_dtype)
         if cfg.monitor_test and test_loader is not None:
@@ -196,9 +207,9 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
             best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
         if improved:
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if best_path is not None:
+            if best_path is not None and main:
                 _save_atomic({"model": best_state, "epoch": epoch}, best_path)
-        if last_path is not None:
+        if last_path is not None and main:
             if last_path.exists():  # the previous epoch stays as prev.pt, should last.pt ever be unreadable
                 os.replace(last_path, checkpoint_dir / "prev.pt")
             _save_atomic({**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
@@ -216,9 +227,18 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
 class _Trainer:
     """The model with its optimiser, schedule, loss and grad scaler: one epoch of steps at a time."""
 
-    def __init__(self, model: nn.Module, cfg: RunConfig, steps_per_epoch: int, amp_dtype):
+    def __init__(self, model: nn.Module, cfg: RunConfig, steps_per_epoch: int, amp_dtype,
+                 compile: bool = False, sync_bn: bool = False):
         self.model, self.cfg, self.amp_dtype = model, cfg, amp_dtype
         self.device = next(model.parameters()).device
+        if distributed.active() and (cfg.coteaching or cfg.loss != "cross_entropy"):
+            raise ValueError(f"{cfg.run_id} cannot be split over processes: Co-teaching ranks and SupCon contrasts "
+                             "the whole batch, which each process would see only a share of; train it on one GPU.")
+        # what the steps call: DDP averages gradients over the processes; the checkpoints keep self.model's keys
+        self.net = distributed.wrap(model, sync_bn)
+        self.warmup = _CompileClock(self.device) if compile else None  # kept across epochs: shapes compile once
+        if compile:
+            self.net = torch.compile(self.net)
         self.optimizer = build_optimizer(model, cfg)
         self.schedule = build_schedule(self.optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
@@ -232,7 +252,7 @@ class _Trainer:
         labels, clean = (labels[:, 0], labels[:, 1]) if labels.dim() == 2 else (labels, None)
         if self.contrastive:  # outputs: the projections of every view, stacked view by view
             from .supcon import supcon_loss
-            loss = supcon_loss(self.model(images).float(), labels, self.cfg.temperature,
+            loss = supcon_loss(self.net(images).float(), labels, self.cfg.temperature,
                                include_self=self.cfg.loss == "supcon_with_self")
             return loss, {}
         counts = {}
@@ -245,7 +265,7 @@ class _Trainer:
                 counts["kept_clean_1"] = (labels[picks1] == clean[picks1]).sum()
                 counts["kept_clean_2"] = (labels[picks2] == clean[picks2]).sum()
         else:
-            logits = self.model(images)
+            logits = self.net(images)
             loss = self.criterion(logits.float(), labels)
         predicted = logits.argmax(1)
         counts["correct"] = (predicted == labels).sum()
@@ -276,46 +296,113 @@ class _Trainer:
     def train_epoch(self, loader, epoch: int, bar, checkpoint_dir, record_steps: bool):
         """One pass over `loader`: mean loss, accuracy and, if asked, (epoch, step, lr, loss) per step.
 
-        Metrics stay on the device and are read every CHECK_EVERY steps, so a GPU never waits on a sync
-        inside the loop; a NaN found then is reported with the step it first appeared at.
+        Nothing in the loop waits on the GPU: metrics are summed on the device and read once, at the end
+        of the epoch; the NaN guard looks every CHECK_EVERY steps at a copy started at its previous look.
         """
         device, steps = self.device, len(loader)
         self.epoch = epoch
         loss_sum = torch.zeros((), device=device)
         sums = {}
-        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        guard = _FiniteGuard(device, epoch, checkpoint_dir)
+        # a process's share of an uneven last batch is weighted so that DDP's average is the batch's mean
+        weights = loader.shard_weights() if getattr(loader, "world_size", 1) > 1 else None
+        warmup = self.warmup
+        compiled_before = warmup.seconds if warmup else 0.0
         count, step_lrs, step_losses = 0, [], []
         for step, (images, labels) in enumerate(loader, start=1):
+            if warmup:
+                warmup.start(images)
             with _autocast(device, self.amp_dtype):
                 loss, counts = self.loss(images, labels)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(loss if weights is None or weights[step - 1] == 1 else loss * weights[step - 1]).backward()
             if self.cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if warmup:
+                warmup.stop()
             loss = loss.detach()
             if record_steps:  # the lr this step used; losses stay on the device until the epoch ends
                 step_lrs.append(self.lr())
                 step_losses.append(loss)
             if self.schedule.unit == "batch":
                 self.schedule.scheduler.step()
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+            guard.observe(loss, step)
             loss_sum += loss * len(labels)
             for key, value in counts.items():
                 sums[key] = sums[key] + value if key in sums else value
             count += len(labels)
-            if step % CHECK_EVERY == 0 or step == steps:
-                _check_finite(first_bad, epoch, checkpoint_dir)
+            if step % CHECK_EVERY == 0:
+                guard.poll()
                 bar.update(step - (bar.n - (epoch - 1) * steps))
+        bar.update(steps - (bar.n - (epoch - 1) * steps))
+        guard.check()
         if self.schedule.unit == "epoch":
             self.schedule.scheduler.step()
         recorded = []
         if record_steps:
             recorded = [(epoch, i, lr, value) for i, (lr, value) in
                         enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
-        return _epoch_metrics(loss_sum.item(), {k: v.item() for k, v in sums.items()}, count), recorded
+        totals = distributed.sum_across({"loss": loss_sum, "count": torch.tensor(float(count), device=device), **sums})
+        totals = {k: v.item() for k, v in totals.items()}
+        metrics = _epoch_metrics(totals.pop("loss"), totals, int(totals.pop("count")))
+        metrics["compile_seconds"] = warmup.seconds - compiled_before if warmup else 0.0
+        return metrics, recorded
+
+
+class _FiniteGuard:
+    """Remembers the first step whose loss was NaN or infinite, on the device, and raises once it is seen.
+
+    On a GPU poll() never waits: it reads the copy that its previous call started, if that copy has
+    landed, and starts a new one; check() at the end of the epoch waits for the answer.
+    """
+
+    def __init__(self, device, epoch: int, checkpoint_dir):
+        self.first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        self.epoch, self.checkpoint_dir = epoch, checkpoint_dir
+        self.cuda = device.type == "cuda"
+        self.copy = torch.full((), -1, dtype=torch.long, pin_memory=self.cuda)
+        self.copied = None  # the CUDA event of the copy in flight
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(loss), step, self.first_bad)
+
+    def poll(self) -> None:
+        if not self.cuda:
+            return self.check()  # on a CPU the value is already there
+        if self.copied is not None and self.copied.query():
+            _check_finite(self.copy, self.epoch, self.checkpoint_dir)
+        self.copy.copy_(self.first_bad, non_blocking=True)
+        self.copied = torch.cuda.Event()
+        self.copied.record()
+
+    def check(self) -> None:
+        _check_finite(self.first_bad, self.epoch, self.checkpoint_dir)
+
+
+class _CompileClock:
+    """The seconds a compiled run spends in steps with an input shape it has not compiled yet (its warm-up)."""
+
+    def __init__(self, device):
+        self.device, self.shapes, self.seconds, self.began = device, set(), 0.0, None
+
+    def start(self, images) -> None:
+        if tuple(images.shape) not in self.shapes:  # a new shape compiles: time this step on its own
+            self.shapes.add(tuple(images.shape))
+            self._sync()
+            self.began = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.began is not None:
+            self._sync()
+            self.seconds += time.perf_counter() - self.began
+            self.began = None
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 def _epoch_metrics(loss_sum: float, sums: dict, count: int) -> dict:

@@ -1,0 +1,94 @@
+"""Data-parallel training under torchrun: the process group, this process's rank, and rank-0-only writes.
+
+A process started by `torchrun --nproc_per_node=N` finds RANK, LOCAL_RANK and WORLD_SIZE in its
+environment; setup() then joins the group (NCCL on GPUs, gloo on a CPU) and binds the process to its
+GPU. Everything here is a no-op in a plain single process, so the same code runs both ways.
+"""
+
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def launched() -> bool:
+    """True in a process started by torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def active() -> bool:
+    """True once this process has joined a group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """Only the main process (rank 0) writes checkpoints, results and figures."""
+    return rank() == 0
+
+
+def setup() -> torch.device:
+    """Join torchrun's process group (if launched by it) and return this process's device."""
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local % torch.cuda.device_count())
+        device = torch.device("cuda", torch.cuda.current_device())
+    if launched() and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first():
+    """The main process runs the block first (a download, a cache, a corrupt checkpoint set aside), then the others."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def sum_across(values: dict) -> dict:
+    """Each device tensor summed over every process, in one all-reduce (tensors of one dtype per call)."""
+    if not active() or not values:
+        return values
+    keys = list(values)
+    stacked = torch.stack([values[k].to(torch.float64) for k in keys])
+    dist.all_reduce(stacked)
+    return dict(zip(keys, stacked.unbind()))
+
+
+def wrap(model: torch.nn.Module, sync_bn: bool = False) -> torch.nn.Module:
+    """The module that trains: DistributedDataParallel over `model` when there are several processes."""
+    if not active():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(model.parameters()).device
+    if sync_bn:
+        if device.type != "cuda":
+            raise ValueError("Synchronised BatchNorm needs GPUs (torch's SyncBatchNorm has no CPU version): "
+                             "leave sync_bn off for a CPU run.")
+        # in place on the children, so the caller's model (and its state_dict keys) stays the same object
+        for name, child in model.named_children():
+            setattr(model, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,99 @@
+"""Data parallelism for real: two gloo processes under torchrun against one process, on this CPU."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.loader import DeviceLoader
+
+SCRIPT = Path(__file__).parent / "scripts" / "ddp_fit.py"
+
+
+def train(out: Path, processes: int, *extra) -> dict:
+    """Run tests/scripts/ddp_fit.py alone or under torchrun; its final weights and history, and the indices seen."""
+    out.mkdir()
+    launcher = [sys.executable] if processes == 1 else \
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launcher + [str(SCRIPT), str(out), *extra], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    final = torch.load(out / "final.pt", weights_only=False)
+    final["indices"] = [torch.load(out / f"indices-{r}.pt") for r in range(processes)]
+    return final
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("ddp") / "one", 1)
+
+
+def assert_same_model(a: dict, b: dict):
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-5, atol=1e-6)
+    for row_a, row_b in zip(a["history"], b["history"], strict=True):
+        assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=1e-6)
+        assert row_a["train_acc"] == row_b["train_acc"]
+
+
+def test_two_processes_see_every_sample_once_and_end_with_the_one_process_model(one_process, tmp_path):
+    two = train(tmp_path / "two", 2)
+    for epoch in (1, 2, 3):
+        shares = [seen[epoch] for seen in two["indices"]]
+        assert sorted(shares[0] + shares[1]) == list(range(101))  # each sample exactly once, across the two
+        assert len(shares[0]) == 51 and len(shares[1]) == 50
+        assert shares[0] + shares[1] != one_process["indices"][0][epoch]  # shares, not the whole batches twice
+    assert_same_model(one_process, two)
+    # and training moved the weights far beyond that tolerance
+    from tests.scripts.ddp_fit import network
+    start = network().state_dict()
+    assert max((start[k] - two["model"][k]).abs().max() for k in start) > 1e-2
+
+
+def test_two_processes_resume_from_the_checkpoint_to_the_same_model(one_process, tmp_path):
+    resumed = train(tmp_path / "resumed", 2, "--stop-after", "2")
+    assert (tmp_path / "resumed" / "checkpoints" / "last.pt").exists()
+    assert_same_model(one_process, resumed)
+
+
+def shares(world: int, n: int = 23, batch: int = 8, augment=None):
+    x = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8)
+    loaders = [DeviceLoader(x, torch.arange(n), batch, (0.5,) * 3, (0.5,) * 3, seed=5, rank=r, world_size=world,
+                            augment=augment) for r in range(world)]
+    for loader in loaders:
+        loader.set_epoch(2)
+    return loaders
+
+
+def test_shares_of_each_batch_partition_it_and_weights_restore_the_batch_mean():
+    whole, = shares(1)
+    parts = shares(3)
+    for step, batch in enumerate(whole.batch_indices()):
+        pieces = [loader.batch_indices()[step] for loader in parts]
+        assert torch.equal(torch.cat(pieces), batch)
+        weights = [loader.shard_weights()[step] for loader in parts]
+        # the processes' mean losses, weighted and averaged as DDP averages gradients, give the batch's mean
+        losses = torch.rand(23, dtype=torch.float64)
+        averaged = sum(w * losses[p].mean() for w, p in zip(weights, pieces)) / 3
+        assert averaged.item() == pytest.approx(losses[batch].mean().item(), rel=1e-12)
+    assert [y.tolist() for _, y in parts[1]] == [p.tolist() for p in parts[1].batch_indices()]
+
+
+def test_other_processes_draw_their_own_augmentation():
+    from common.augment import build_augment
+
+    rank0, rank1 = shares(2, n=16, batch=16, augment=build_augment(("cutout=2",)))
+    (images0, _), = list(rank0)
+    (images1, _), = list(rank1)
+    holes0 = (images0 == -1).all(1).flatten(1).float().argmax(1)  # where each image's hole starts
+    holes1 = (images1 == -1).all(1).flatten(1).float().argmax(1)
+    assert not torch.equal(holes0, holes1)
+
+
+def test_a_batch_too_small_to_share_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="cannot be shared by 4 processes"):
+        shares(4, n=9, batch=8)  # the last batch holds one image
