@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from . import data, paths, results
+from . import data, distributed, paths, results
 from .augment import build_augment
 from .config import RunConfig
 from .loader import DeviceLoader
@@ -19,6 +19,8 @@ from .models import build_model, count_parameters
 from .train import autocast_dtype, evaluate, fit, use_channels_last
 
 ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"
+COMPILE_ENV = "REPRO_COMPILE"  # 1: train through torch.compile (python -m common.reproduce --compile)
+SYNC_BN_ENV = "REPRO_SYNC_BN"  # 1: synchronise BatchNorm over the processes of a data-parallel run (--sync-bn)
 
 
 class NoGPU(RuntimeError):
@@ -40,9 +42,10 @@ class RunResult:
 
 
 def pick_device(profile: str) -> torch.device:
-    """CUDA when present; the full profile refuses the CPU unless $REPRO_ALLOW_CPU is set."""
+    """CUDA when present (this process's GPU under torchrun); the full profile refuses the CPU unless
+    $REPRO_ALLOW_CPU is set."""
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", torch.cuda.current_device())
     if profile == "full" and not os.environ.get(ALLOW_CPU_ENV):
         raise NoGPU("The full profile needs a GPU and none was found: run on a GPU machine or in Colab "
                     "(Runtime > Change runtime type > GPU), use the smoke profile (PROFILE='smoke'), or set "
@@ -84,8 +87,9 @@ def make_loaders(cfg: RunConfig, split: data.Split, device: torch.device):
     """Device-resident train (augmented, shuffled), validation and test loaders."""
     channels_last = use_channels_last(cfg, device)
     common = dict(mean=cfg.mean, std=cfg.std, device=device, channels_last=channels_last, seed=cfg.seed)
+    # under torchrun each process trains on its share of every batch; all of them validate and test on everything
     train = DeviceLoader(split.train_x, split.train_y, cfg.batch_size, augment=build_augment(cfg.augment),
-                         shuffle=True, **common)
+                         shuffle=True, rank=distributed.rank(), world_size=distributed.world_size(), **common)
     val = DeviceLoader(split.val_x, split.val_y, cfg.eval_batch_size, shuffle=False, **common)
     test = DeviceLoader(split.test_x, split.test_y, cfg.eval_batch_size, shuffle=False, **common)
     return train, val, test
@@ -131,12 +135,24 @@ def build_for(cfg: RunConfig) -> torch.nn.Module:
     return build_model(cfg.model, cfg.num_classes, **cfg.model_options)
 
 
+def speed_options() -> dict:
+    """fit()'s torch.compile and synchronised-BatchNorm switches, from the environment (reproduce sets them)."""
+    return {"compile": os.environ.get(COMPILE_ENV) == "1", "sync_bn": os.environ.get(SYNC_BN_ENV) == "1"}
+
+
 def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True,
                    build=build_for) -> RunResult:
     """Train and test one run, or load its recorded result if it already finished (unless `force`).
 
     `build(cfg)` makes the network (default: the registry's); a contrastive run is not tested (no classes).
+    With $REPRO_PARALLEL=ddp and several GPUs, the training is launched under torchrun (common.launch);
+    in a process that torchrun started, every process trains and only the main one writes.
     """
+    from . import launch
+
+    if build is build_for and launch.wants_torchrun(cfg, notebook, force):
+        launch.torchrun_runs([cfg], notebook, force)
+        force = False  # trained and recorded by the launched processes: load it
     results_csv = paths.results_dir(cfg.profile) / f"{notebook}.csv"
     history_csv = _history_csv(cfg)
     figure_png = paths.figures_dir(cfg.profile) / f"{cfg.run_id}.png"
@@ -144,21 +160,23 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     if not force:
         recorded = recorded_result(cfg, notebook)
         if recorded is not None:
-            print(f"{cfg.run_id}: finished on {recorded.row['finished_at']}, loading its recorded result "
-                  "(force=True trains it again).")
+            if distributed.is_main():
+                print(f"{cfg.run_id}: finished on {recorded.row['finished_at']}, loading its recorded result "
+                      "(force=True trains it again).")
             return recorded
-    elif checkpoint_dir.exists():
-        shutil.rmtree(checkpoint_dir)
 
     device = pick_device(cfg.profile)
-    split = load_split(cfg)
+    with distributed.main_first():  # one process downloads and caches the data; the others then read it
+        if force and checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir)
+        split = load_split(cfg)
     train_loader, val_loader, test_loader = make_loaders(cfg, split, device)
     torch.manual_seed(cfg.seed)
     model = build(cfg).to(device)
     if use_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     outcome = fit(model, train_loader, val_loader, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
-                  test_loader=test_loader)
+                  test_loader=test_loader, **speed_options())
 
     amp_dtype = autocast_dtype(cfg, device)
     contrastive = cfg.loss != "cross_entropy"
@@ -178,16 +196,27 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
         "params": count_parameters(model), "wall_seconds": round(outcome.wall_seconds, 1),
         "train_images_per_s": round(train_throughput(outcome.history, len(train_loader.y)), 1),
         "noise_changed": noise_changed(split),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
+        "device": _device_name(device),
         "torch": torch.__version__, "git_commit": git_commit(), "config_hash": cfg.fingerprint(),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    results.write_history(history_csv, outcome.history)
-    fig = results.plot_history(pd.DataFrame(outcome.history), title=cfg.run_id)
-    results.save_figure(fig, figure_png)
-    plt.close(fig)  # saved, not shown: the notebook draws its own
-    results.upsert_result(results_csv, row)
+    if distributed.is_main():  # the other processes of a data-parallel run hold the same numbers
+        results.write_history(history_csv, outcome.history)
+        fig = results.plot_history(pd.DataFrame(outcome.history), title=cfg.run_id)
+        results.save_figure(fig, figure_png)
+        plt.close(fig)  # saved, not shown: the notebook draws its own
+        results.upsert_result(results_csv, row)
+    distributed.barrier()  # no process reads the results before they are written
     return RunResult(row, pd.DataFrame(outcome.history), loaded=False)
+
+
+def _device_name(device: torch.device) -> str:
+    """The device a run trained on, as recorded with its result: the GPU's name (times the processes), or the CPU's threads."""
+    if device.type != "cuda":
+        name = f"cpu x{torch.get_num_threads()}"
+    else:
+        name = torch.cuda.get_device_name(device)
+    return f"{name} x{distributed.world_size()} processes" if distributed.world_size() > 1 else name
 
 
 def trace_steps(cfg: RunConfig, min_steps: int = 1) -> pd.DataFrame:

@@ -4,6 +4,8 @@
     python -m common.reproduce --profile full           # the report's recipes, on a GPU
     python -m common.reproduce --only 01 08             # a subset, by number or name
     python -m common.reproduce --epochs 3               # every run shortened to 3 epochs, for a quick look
+    python -m common.reproduce --parallel spread        # several GPUs: a notebook's runs one per GPU
+    python -m common.reproduce --parallel ddp --gpus 4  # several GPUs: each run over all of them (torchrun)
 
 Executed copies go to runs/<profile>/ (runs/<profile>-<N>ep/ with --epochs; git-ignored). Full runs
 shortened by --epochs get their own run ids and are listed apart in the summary, never beside the
@@ -13,13 +15,15 @@ interruption left.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
 from . import paths
-from .experiment import ALLOW_CPU_ENV
+from .experiment import ALLOW_CPU_ENV, COMPILE_ENV, SYNC_BN_ENV
+from .launch import GPUS_ENV, MODES, PARALLEL_ENV
 
 
 def notebooks(only=None) -> list:
@@ -50,6 +54,32 @@ def positive_epochs(text: str) -> int:
     return epochs
 
 
+def positive_gpus(text: str) -> int:
+    """--gpus N: a whole number of GPUs, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GPUs: give a whole number of at least 1")
+    return int(text)
+
+
+@contextlib.contextmanager
+def environment(values: dict):
+    """Set (or, for None, unset) environment variables for the block; a caller in the same process (a test,
+    a notebook) gets its own back afterwards."""
+    def apply(settings):
+        for key, value in settings.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    previous = {key: os.environ.get(key) for key in values}
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(previous)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default=paths.default_profile(), choices=paths.PROFILES,
@@ -58,6 +88,13 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=positive_epochs, metavar="N",
                         help="train every run for N epochs, for a quick look; full runs are marked shortened, "
                              "get their own run ids and stay out of the summary's comparison with the report")
+    parser.add_argument("--parallel", choices=MODES, default="off",
+                        help="several GPUs: spread = a notebook's runs one per GPU; ddp = each run over all GPUs with "
+                             "torchrun (Co-teaching and SupCon runs stay on one); off (default) = one GPU")
+    parser.add_argument("--gpus", type=positive_gpus, metavar="N", help="GPUs (processes) for --parallel (all visible)")
+    parser.add_argument("--sync-bn", action="store_true", help="--parallel ddp: synchronise BatchNorm over the GPUs")
+    parser.add_argument("--compile", action="store_true",
+                        help="train through torch.compile (its warm-up is recorded apart, as compile_seconds)")
     args = parser.parse_args(argv)
 
     import torch
@@ -79,16 +116,15 @@ def main(argv=None) -> int:
     elif args.epochs is not None:
         print(f"--epochs {args.epochs}: every smoke run trains for {args.epochs} epochs (smoke runs test the code "
               "path and are never compared with the report).")
+    gpus = args.gpus or torch.cuda.device_count()
+    if args.parallel != "off" and gpus < 2:
+        print(f"--parallel {args.parallel} needs at least 2 GPUs and {gpus} {'is' if gpus == 1 else 'are'} visible: "
+              "every run trains in its notebook's process.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    previous = os.environ.get(paths.PROFILE_ENV)
-    os.environ[paths.PROFILE_ENV] = args.profile  # the kernels inherit it
-    try:
+    settings = {paths.PROFILE_ENV: args.profile, PARALLEL_ENV: args.parallel, GPUS_ENV: args.gpus and str(args.gpus),
+                COMPILE_ENV: "1" if args.compile else None, SYNC_BN_ENV: "1" if args.sync_bn else None}
+    with environment(settings):  # the kernels inherit them
         failed = _run_all(selected, out_dir, args)
-    finally:  # a caller in the same process (a test, a notebook) keeps its own profile
-        if previous is None:
-            os.environ.pop(paths.PROFILE_ENV, None)
-        else:
-            os.environ[paths.PROFILE_ENV] = previous
     summary = paths.results_dir(args.profile) / "summary.md"
     print(f"\n{len(selected) - len(failed)} of {len(selected)} notebooks ran; summary: {summary}")
     if failed:

@@ -107,3 +107,24 @@ def test_reproduce_leaves_the_callers_profile_as_it_was(root, monkeypatch):
     write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
     reproduce.main(["--profile", "full", "--only", "01"])
     assert os.environ["REPRO_PROFILE"] == "smoke"
+
+
+def test_parallel_settings_reach_the_notebooks_and_are_undone_afterwards(root, monkeypatch):
+    seen = []
+    keys = ("REPRO_PARALLEL", "REPRO_GPUS", "REPRO_COMPILE", "REPRO_SYNC_BN")
+    monkeypatch.setattr(reproduce, "run_notebook", lambda *a, **k: seen.append({k: os.environ.get(k) for k in keys}))
+    monkeypatch.setenv("REPRO_COMPILE", "1")  # the caller's own setting, switched off for the command then restored
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
+    assert reproduce.main(["--profile", "smoke", "--parallel", "ddp", "--gpus", "2", "--sync-bn"]) == 0
+    assert seen == [{"REPRO_PARALLEL": "ddp", "REPRO_GPUS": "2", "REPRO_COMPILE": None, "REPRO_SYNC_BN": "1"}]
+    assert os.environ.get("REPRO_COMPILE") == "1" and "REPRO_PARALLEL" not in os.environ
+
+
+def test_parallel_on_fewer_than_two_gpus_says_it_trains_in_one_process(root, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "run_notebook", lambda *args, **kwargs: None)
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
+    assert reproduce.main(["--profile", "smoke", "--parallel", "spread", "--gpus", "1"]) == 0
+    assert "needs at least 2 GPUs and 1 is visible" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        reproduce.main(["--profile", "smoke", "--parallel", "spread", "--gpus", "two"])
+    assert "not a number of GPUs" in capsys.readouterr().err

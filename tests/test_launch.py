@@ -1,0 +1,75 @@
+"""Several processes for a notebook's runs, for real on this CPU: one per run (spread) and torchrun (ddp)."""
+
+import pandas as pd
+import pytest
+import torch
+
+from common import launch, paths, recipes
+from common.experiment import recorded_result, run_experiment
+
+
+def micro(variant="basic", **changes):
+    """A Level E run of a few dozen synthetic images (one thread per process: the machine has two cores)."""
+    cfg = recipes.level_e(variant, profile="smoke", source="synthetic")
+    return cfg.replace(**{**dict(synthetic_sizes=(48, 32), epochs=2, batch_size=16, eval_batch_size=32), **changes})
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tmp_path
+    torch.set_num_threads(before)
+
+
+def test_spread_trains_each_run_once_in_the_workers_with_the_in_process_results(root, monkeypatch, capsys):
+    configs = {"basic": micro(), "gap": micro("gap"), "strided": micro("strided")}
+    monkeypatch.setenv(launch.PARALLEL_ENV, "spread")
+    monkeypatch.setenv(launch.GPUS_ENV, "2")
+    spread = launch.run_experiments(configs, notebook="02_test")
+    out = capsys.readouterr().out
+    assert "training 3 runs of 02_test, one per GPU on 2 GPUs" in out
+    assert all(run.loaded for run in spread.values())  # the notebook's process only loaded what the workers wrote
+    table = pd.read_csv(paths.results_dir("smoke") / "02_test.csv")
+    assert sorted(table["run_id"]) == sorted(cfg.run_id for cfg in configs.values())  # each once
+    assert not list(paths.checkpoints_dir("smoke").glob(".launch-*"))  # job, claims and logs cleaned up
+
+    monkeypatch.setenv(launch.PARALLEL_ENV, "off")  # the same runs again, one after the other in this process
+    again = {name: run_experiment(cfg, notebook="02_again", force=True, progress=False) for name, cfg in configs.items()}
+    for name in configs:
+        for key in ("test_acc_final", "test_loss_final", "best_epoch"):
+            assert spread[name].row[key] == pytest.approx(again[name].row[key], rel=1e-6)
+
+
+def test_ddp_launches_torchrun_and_the_main_process_records_the_run(root, monkeypatch, capsys):
+    cfg = micro(epochs=1, synthetic_sizes=(64, 32))
+    monkeypatch.setenv(launch.PARALLEL_ENV, "ddp")
+    monkeypatch.setenv(launch.GPUS_ENV, "2")
+    run = run_experiment(cfg, notebook="01_test")
+    assert "over 2 processes (torchrun)" in capsys.readouterr().out
+    assert run.loaded and run.row["device"] == "cpu x1 x2 processes"
+    assert recorded_result(cfg, "01_test") is not None
+    assert (paths.checkpoints_dir("smoke") / cfg.run_id / "last.pt").exists()
+    assert run.history["train_loss"].notna().all()
+
+
+def test_a_failed_launch_names_the_cause_and_the_way_out(root, monkeypatch):
+    cfg = micro(source="imagefolder:/no/such/folder")
+    monkeypatch.setenv(launch.PARALLEL_ENV, "ddp")
+    monkeypatch.setenv(launch.GPUS_ENV, "2")
+    with pytest.raises(launch.LaunchFailed, match=r"(?s)failed.*/no/such/folder.*REPRO_PARALLEL=off"):
+        run_experiment(cfg, notebook="01_test")
+
+
+def test_runs_that_compare_whole_batches_stay_in_one_process(root, monkeypatch):
+    monkeypatch.setenv(launch.PARALLEL_ENV, "ddp")
+    monkeypatch.setenv(launch.GPUS_ENV, "2")
+    noisy = recipes.noisy_labels("cifar10", "symmetric", 0.3, coteaching=True, profile="smoke")
+    assert not launch.wants_torchrun(noisy, "06_test", force=False)
+    assert launch.wants_torchrun(micro(), "01_test", force=False)
+    monkeypatch.setenv(launch.PARALLEL_ENV, "sideways")
+    with pytest.raises(ValueError, match="use one of off, ddp, spread"):
+        launch.mode()
