@@ -1,7 +1,8 @@
-"""Benchmark: the device-resident data path and fit() against their plain alternatives.
+"""Benchmark: the device-resident data path, fit() and every report network, against plain alternatives.
 
-    python -m common.bench                      # synthetic data, a few minutes on a 2-core CPU
+    python -m common.bench                      # synthetic data, about five minutes on a 2-core CPU
     python -m common.bench --quick              # a smoke check in well under a minute
+    python -m common.bench --compile            # adds torch.compile to the model benchmark
     python -m common.bench --source imagefolder:/work/cifar10jpg --out bench-real.csv
 
 It measures, side by side in one run and on one machine:
@@ -10,17 +11,27 @@ It measures, side by side in one run and on one machine:
    rotation, Cutout), against a torchvision DataLoader doing the same per image on PIL
    images in 2 worker processes (the report's original data path); target >= 3x.
 2. training: images/s of common.train.fit, without and with per-epoch checkpoints, against
-   the simplest correct loop over the same model, recipe and batches; target >= 0.9x.
+   the simplest correct loop with the same model, batches, optimiser, schedule and precision;
+   target >= 0.95x (fit costs at most 5 %).
 3. models: training images/s of every report network (random batches, AdamW, label smoothing),
-   fp32 with channels_last off and on, and on CUDA the fast path (bf16 autocast, channels_last).
+   fp32 with channels_last off and on, on CUDA the fast path (bf16 autocast, channels_last),
+   and with --compile that fast path under torch.compile, whose first step (compilation
+   included) is reported apart from its steady rate, as warmup_s.
+4. epoch: seconds per CIFAR-10 epoch (50,000 images, 196 steps) of ResNet18 at batch 256 with
+   the Level A chain on DeviceLoader, through fit() on the fast path (fp32 channels_last on a
+   CPU). On CUDA it times one whole epoch; on a CPU a few steps, extrapolated to 196 (the
+   variant says from how many).
 Variants run in turn (A B A B ...) and each reports its median, so a drift in background load
-hits all of them alike. The table is printed and written to smoke/bench.csv (or --out).
+hits all of them alike. The table is printed and written, every row naming the machine, to
+results/bench.csv (or --out).
 """
 
 import argparse
 import csv
 import datetime
+import functools
 import itertools
+import math
 import os
 import platform
 import statistics
@@ -36,13 +47,17 @@ from .augment import LEVEL_A_AUGMENT, build_augment
 from .data import DataUnavailable, load_images, synthetic_images
 from .loader import DeviceLoader
 from .models import build_model
-from .train import fit
+from .schedules import build_schedule
+from .train import autocast_dtype, build_optimizer, fit, use_channels_last
 
 CHAINS = {"flip+translate": ("flip", "translate=0.1"),
           "flip+translate+cutout8": ("flip", "translate=0.1", "cutout=8"),
           "level A": LEVEL_A_AUGMENT}
-DEFAULTS = dict(n_train=10000, fit_images=2000, repeats=3)
-QUICK = dict(n_train=1000, fit_images=200, repeats=2, model_batch=8, model_steps=1)
+MODELS = ("vgg_basic", "resnet18", "se_resnet18", "convnext", "vit")  # every network the report trains
+EPOCH_IMAGES = 50_000  # CIFAR-10's training set: one epoch of the epoch benchmark
+DEFAULTS = dict(n_train=10000, fit_images=2000, repeats=3, epoch_batch=256)
+QUICK = dict(n_train=1000, fit_images=200, repeats=2, model_batch=8, model_steps=1, epoch_batch=16, epoch_steps=1)
+COLUMNS = ("benchmark", "variant", "images_per_s", "ratio", "target", "images", "seconds_per_epoch", "warmup_s")
 
 
 class TensorCutout:
@@ -140,33 +155,39 @@ def bench_loader(x, y, repeats: int, workers: int, device) -> list:
     for chain, spec in CHAINS.items():
         baseline = torchvision_loader(x, y, spec, workers=workers, device=device)
         ours = DeviceLoader(x, y, 100, (0.5,) * 3, (0.5,) * 3, augment=build_augment(spec), device=device)
-        rates = alternate({f"torchvision DataLoader, PIL, {workers} workers": lambda: drain(baseline, device),
-                           f"DeviceLoader ({device.type})": lambda: drain(ours, device)}, repeats, device)
+        rates = alternate({f"torchvision DataLoader, PIL, {workers} workers": functools.partial(drain, baseline, device),
+                           f"DeviceLoader ({device.type})": functools.partial(drain, ours, device)}, repeats, device)
         rows += table_rows(f"loader {chain}", rates, target=3.0, images=len(y))
         del baseline  # ends its persistent workers before the next chain starts its own
     return rows
 
 
 def bare_loop(model, loader, cfg) -> int:
-    """The simplest correct loop of the recipe: Adam, CrossEntropy, grad clip, CyclicLR per batch."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    s = cfg.schedule
-    sched = torch.optim.lr_scheduler.CyclicLR(
-        opt, base_lr=s["base_lr"], max_lr=s["max_lr"], mode="triangular2", cycle_momentum=False,
-        step_size_up=max(1, round(s["up_fraction"] * len(loader) * cfg.epochs)))
-    loss_fn = nn.CrossEntropyLoss()
+    """The simplest correct loop of the recipe, with fit()'s optimiser, schedule, loss and precision."""
+    device = loader.device
+    amp_dtype = autocast_dtype(cfg, device)
+    opt = build_optimizer(model, cfg)  # fit's own builder: fused on CUDA for both, or the comparison is unfair
+    schedule = build_schedule(opt, cfg.schedule, len(loader), cfg.epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # fp16 is incorrect without it
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     model.train()
     n = 0
     for epoch in range(1, cfg.epochs + 1):
         loader.set_epoch(epoch)
         for images, labels in loader:
-            loss = loss_fn(model(images), labels)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = loss_fn(model(images).float(), labels)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
+            scaler.step(opt)
+            scaler.update()
+            if schedule.unit == "batch":
+                schedule.scheduler.step()
             n += len(labels)
+        if schedule.unit == "epoch":
+            schedule.scheduler.step()
     return n
 
 
@@ -176,29 +197,35 @@ def fit_images(model, loader, cfg, checkpoint_dir=None) -> int:
     return len(loader.y) * cfg.epochs
 
 
+def recipe_model(cfg, device):
+    """The run's network as run_experiment builds it: seeded, on `device`, channels_last unless switched off."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
+    return model.to(memory_format=torch.channels_last) if use_channels_last(cfg, device) else model
+
+
+def recipe_loader(x, y, cfg, device) -> DeviceLoader:
+    """The run's augmented training loader as run_experiment builds it."""
+    return DeviceLoader(x, y, cfg.batch_size, cfg.mean, cfg.std, augment=build_augment(cfg.augment), device=device,
+                        channels_last=use_channels_last(cfg, device), seed=cfg.seed)
+
+
 def bench_training(x, y, repeats: int, device) -> list:
-    """Rows of the training benchmark: bare loop, fit, fit with checkpoints, same batches."""
+    """Rows of the training benchmark: bare loop, fit, fit with checkpoints; same model, batches and optimiser."""
     cfg = recipes.level_e("basic", profile="smoke").replace(epochs=1)
-    loader = DeviceLoader(x, y, cfg.batch_size, cfg.mean, cfg.std, augment=build_augment(cfg.augment),
-                          device=device, seed=cfg.seed)
+    loader = recipe_loader(x, y, cfg, device)
     runs = itertools.count()
-
-    def fresh_model():  # the same initial weights for every variant; built in a few ms
-        torch.manual_seed(cfg.seed)
-        return build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
-
-    bare_loop(fresh_model(), loader, cfg)  # warm-up: the first conv calls pick their kernels
+    bare_loop(recipe_model(cfg, device), loader, cfg)  # warm-up: the first conv calls pick their kernels
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        # a fresh checkpoint folder per run: in an old one fit() would resume, not train
+        # a fresh model per run (the same initial weights, built in a few ms), and a fresh checkpoint
+        # folder per run: in an old one fit() would resume, not train
         rates = alternate({
-            "bare loop": lambda: bare_loop(fresh_model(), loader, cfg),
-            "fit, no checkpoints": lambda: fit_images(fresh_model(), loader, cfg),
-            "fit, checkpoint per epoch": lambda: fit_images(fresh_model(), loader, cfg, Path(tmp) / str(next(runs))),
+            "bare loop": lambda: bare_loop(recipe_model(cfg, device), loader, cfg),
+            "fit, no checkpoints": lambda: fit_images(recipe_model(cfg, device), loader, cfg),
+            "fit, checkpoint per epoch": lambda: fit_images(recipe_model(cfg, device), loader, cfg,
+                                                            Path(tmp) / str(next(runs))),
         }, repeats, device, warmup=False)
-    return table_rows(f"training {cfg.model}", rates, target=0.9, images=len(y))
-
-
-MODELS = ("vgg_basic", "resnet18", "se_resnet18", "convnext")
+    return table_rows(f"training {cfg.model}", rates, target=0.95, images=len(y))
 
 
 def train_steps(model, batch, labels, steps: int, amp_dtype=None) -> int:
@@ -215,36 +242,95 @@ def train_steps(model, batch, labels, steps: int, amp_dtype=None) -> int:
     return steps * len(labels)
 
 
-def bench_models(names, batch_size: int, steps: int, repeats: int, device) -> list:
-    """Rows of the model benchmark: per network, fp32 NCHW (the baseline), fp32 channels_last, CUDA's fast path."""
-    rows = []
+def fast_path(device) -> tuple:
+    """The fast path's autocast dtype (None: fp32) and its name: bf16 and channels_last on CUDA, fp32 and
+    channels_last on a CPU, whose autocast is slower than fp32."""
+    if device.type == "cuda":
+        return torch.bfloat16, "bf16 autocast, channels_last"
+    return None, "fp32, channels_last"
+
+
+def model_variants(name: str, batch_size: int, device, compiled: bool) -> dict:
+    """Each variant's name and its run(steps), on one random batch; the baseline first."""
     labels = torch.randint(0, 10, (batch_size,), device=device)
     nchw = torch.rand(batch_size, 3, 32, 32, device=device)
     nhwc = nchw.contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    plain = build_model(name, 10).to(device)
+    last = build_model(name, 10).to(device).to(memory_format=torch.channels_last)
+    variants = {"fp32, NCHW": functools.partial(train_steps, plain, nchw, labels),
+                "fp32, channels_last": functools.partial(train_steps, last, nhwc, labels)}
+    amp_dtype, fast = fast_path(device)
+    if amp_dtype is not None:
+        variants[fast] = functools.partial(train_steps, last, nhwc, labels, amp_dtype=amp_dtype)
+    if compiled:
+        torch._dynamo.reset()  # no graphs kept from the previous network: its warm-up is this one's whole compile
+        model = torch.compile(build_model(name, 10).to(device).to(memory_format=torch.channels_last))
+        variants[f"{fast}, torch.compile"] = functools.partial(train_steps, model, nhwc, labels, amp_dtype=amp_dtype)
+    return variants
+
+
+def timed(run, device) -> float:
+    """Seconds that run() takes, the device finished."""
+    sync(device)
+    started = time.perf_counter()
+    run()
+    sync(device)
+    return time.perf_counter() - started
+
+
+def bench_models(names, batch_size: int, steps: int, repeats: int, device, compiled: bool = False) -> list:
+    """Rows of the model benchmark: per network, fp32 NCHW (the baseline), fp32 channels_last, CUDA's fast path,
+    and with `compiled` the fast path compiled, its first step's seconds (compilation) reported as warmup_s."""
+    rows = []
     for name in names:
-        torch.manual_seed(0)
-        plain = build_model(name, 10).to(device)
-        last = build_model(name, 10).to(device).to(memory_format=torch.channels_last)
-        variants = {"fp32, NCHW": lambda: train_steps(plain, nchw, labels, steps),
-                    "fp32, channels_last": lambda: train_steps(last, nhwc, labels, steps)}
-        if device.type == "cuda":
-            variants["bf16 autocast, channels_last"] = lambda: train_steps(last, nhwc, labels, steps, torch.bfloat16)
-        rates = alternate(variants, repeats, device)
-        rows += table_rows(f"train {name} (batch {batch_size})", rates, target=None, images=batch_size * steps)
+        variants = model_variants(name, batch_size, device, compiled)
+        # one warm-up step each (not `steps`: a CPU step of ConvNeXt takes seconds); the first compiled one compiles
+        warmup = {variant: timed(functools.partial(run, 1), device) for variant, run in variants.items()}
+        rates = alternate({variant: functools.partial(run, steps) for variant, run in variants.items()},
+                          repeats, device, warmup=False)
+        rows += table_rows(f"train {name} (batch {batch_size})", rates, target=None, images=batch_size * steps,
+                           warmup={v: s for v, s in warmup.items() if v.endswith("torch.compile")})
     return rows
 
 
-def table_rows(benchmark: str, rates: dict, target: float, images: int) -> list:
-    """One row per variant, each ratio against the first (the baseline)."""
+def bench_epoch(x, y, batch_size: int, steps: int, device) -> list:
+    """The row of the epoch benchmark: seconds per 50,000-image epoch of Level A ResNet18 through fit().
+
+    A whole epoch where `steps` covers one, else `steps` steps extrapolated to an epoch's; one untimed step first.
+    """
+    cfg = recipes.level_a("resnet18").replace(epochs=1, batch_size=batch_size)
+    model = recipe_model(cfg, device)
+    fit(model, recipe_loader(x[:batch_size], y[:batch_size], cfg, device), None, cfg, progress=False)  # warm-up
+    n = min(steps * batch_size, EPOCH_IMAGES)
+    loader = recipe_loader(x[:n], y[:n], cfg, device)
+    seconds = fit(model, loader, None, cfg, progress=False).history[0]["train_seconds"]
+    epoch_steps = math.ceil(EPOCH_IMAGES / batch_size)
+    how = ("one whole epoch" if len(loader) == epoch_steps else
+           f"extrapolated from {len(loader)} step{'s' * (len(loader) != 1)}")
+    variant = f"fit + level A DeviceLoader, {fast_path(device)[1]}, {how}"
+    return [row(f"{cfg.model} epoch (batch {batch_size})", variant, n / seconds, images=n,
+                seconds_per_epoch=round(seconds * epoch_steps / len(loader), 1))]
+
+
+def row(benchmark: str, variant: str, rate: float, **values) -> dict:
+    """One table row with every column; what a benchmark does not measure stays empty."""
+    return {**dict.fromkeys(COLUMNS, ""), "benchmark": benchmark, "variant": variant,
+            "images_per_s": round(rate, 1), **values}
+
+
+def table_rows(benchmark: str, rates: dict, target: float, images: int, warmup=None) -> list:
+    """One row per variant, each ratio against the first (the baseline); `warmup` seconds where given."""
     base = next(iter(rates.values()))
-    return [{"benchmark": benchmark, "variant": name, "images_per_s": round(rate, 1),
-             "ratio": round(rate / base, 2), "target": "" if i == 0 or target is None else f">={target}",
-             "images": images}
+    warmup = warmup or {}
+    return [row(benchmark, name, rate, ratio=round(rate / base, 2), images=images,
+                target="" if i == 0 or target is None else f">={target}",
+                warmup_s=round(warmup[name], 1) if name in warmup else "")
             for i, (name, rate) in enumerate(rates.items())]
 
 
 def machine(device) -> str:
-    """CPU model and threads (and the GPU where one is used), for the table and the CSV."""
+    """CPU model, cores and torch threads, the GPU where one is used, and the torch version."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -252,7 +338,9 @@ def machine(device) -> str:
     except OSError:
         pass
     text = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    return text + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
+    if device.type == "cuda":
+        text += f", {torch.cuda.get_device_name(device)}"
+    return text + f", torch {torch.__version__}"
 
 
 def load_data(source: str, n: int, seed: int = 0):
@@ -265,6 +353,11 @@ def load_data(source: str, n: int, seed: int = 0):
     return images.train_x[idx], images.train_y[idx]
 
 
+def default_out() -> Path:
+    """Where the table goes without --out: the repository's results, beside the runs it speaks for."""
+    return paths.repo_root() / "results" / "bench.csv"
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m common.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--source", default="synthetic", help="synthetic (default) or imagefolder:PATH")
@@ -272,15 +365,21 @@ def parse_args(argv=None):
     parser.add_argument("--fit-images", type=int, help=f"images of the training benchmark ({DEFAULTS['fit_images']})")
     parser.add_argument("--repeats", type=int, help=f"timed runs of each variant; the median counts ({DEFAULTS['repeats']})")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline (2)")
-    parser.add_argument("--only", choices=("loader", "training", "models"), help="run one of the three benchmarks")
+    parser.add_argument("--only", choices=("loader", "training", "models", "epoch"), help="run one of the four benchmarks")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
                         help="networks of the model benchmark (all)")
     parser.add_argument("--model-batch", type=int, help="batch of the model benchmark (256 on CUDA, 32 on a CPU)")
     parser.add_argument("--model-steps", type=int, help="timed steps per variant and repeat (20 on CUDA, 2 on a CPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="add the fast path under torch.compile to the model benchmark, its compilation timed "
+                             "apart as warmup_s; on a 2-core CPU that is 30-50 s per network (needs a C++ compiler)")
+    parser.add_argument("--epoch-batch", type=int, help=f"batch of the epoch benchmark ({DEFAULTS['epoch_batch']})")
+    parser.add_argument("--epoch-steps", type=int,
+                        help="steps timed by the epoch benchmark, extrapolated to an epoch (a whole epoch on CUDA, 2 on a CPU)")
     parser.add_argument("--threads", type=int, help="torch threads of the main process (torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke check in well under a minute")
-    parser.add_argument("--out", type=Path, help="CSV to write (default: smoke/bench.csv, git-ignored)")
+    parser.add_argument("--out", type=Path, help="CSV to write (default: results/bench.csv in the repository)")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:  # explicit sizes win over --quick
@@ -289,11 +388,58 @@ def parse_args(argv=None):
         parser.error(f"--n-train ({args.n_train}) and --fit-images ({args.fit_images}) must be at least 100, one batch.")
     if args.repeats < 1 or args.workers < 0 or (args.threads is not None and args.threads < 1):
         parser.error("--repeats and --threads must be at least 1 and --workers must not be negative.")
+    if any(value is not None and value < 1 for value in (args.model_batch, args.model_steps, args.epoch_batch, args.epoch_steps)):
+        parser.error("--model-batch, --model-steps, --epoch-batch and --epoch-steps must be at least 1.")
     if args.source != "synthetic" and not args.source.startswith("imagefolder:"):
         parser.error(f"Unknown --source {args.source!r}: use synthetic or imagefolder:PATH.")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device} was asked for but no CUDA GPU is available: use --device cpu.")
     return args
+
+
+def run_benchmarks(args, device) -> list:
+    """The rows of every benchmark asked for, in the order of the module docstring."""
+    on_gpu = device.type == "cuda"
+    epoch_steps = args.epoch_steps or (math.ceil(EPOCH_IMAGES / args.epoch_batch) if on_gpu else 2)
+    epoch_images = min(epoch_steps * args.epoch_batch, EPOCH_IMAGES)
+    try:
+        x, y = load_data(args.source, max(args.n_train, args.fit_images, epoch_images))
+    except (DataUnavailable, ValueError) as err:
+        raise SystemExit(f"bench: {err}") from None
+    if args.only in (None, "epoch") and len(y) < epoch_images:
+        raise SystemExit(f"bench: the epoch benchmark needs {epoch_images} images but {args.source} has {len(y)}: "
+                         "lower --epoch-steps or --epoch-batch.")
+    rows = []
+    if args.only in (None, "loader"):
+        rows += bench_loader(x[:args.n_train], y[:args.n_train], args.repeats, args.workers, device)
+    if args.only in (None, "training"):
+        rows += bench_training(x[:args.fit_images], y[:args.fit_images], args.repeats, device)
+    if args.only in (None, "models"):
+        rows += bench_models(args.models, args.model_batch or (256 if on_gpu else 32),
+                             args.model_steps or (20 if on_gpu else 2), args.repeats, device, args.compile)
+    if args.only in (None, "epoch"):
+        rows += bench_epoch(x, y, args.epoch_batch, epoch_steps, device)
+    return rows
+
+
+def print_table(rows: list, header: str) -> None:
+    """The rows as aligned text: rate, ratio and target, then seconds per epoch or warm-up where measured."""
+    width = max(len(r["benchmark"]) for r in rows), max(len(r["variant"]) for r in rows)
+    print(header)
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] != "" else ""
+        extra = (f"{r['seconds_per_epoch']} s/epoch" if r["seconds_per_epoch"] != "" else
+                 f"warm-up {r['warmup_s']} s" if r["warmup_s"] != "" else "")
+        print(f"{r['benchmark']:<{width[0]}}  {r['variant']:<{width[1]}}  {r['images_per_s']:>9.1f} img/s "
+              f"{ratio:>6} {r['target']:<6} {extra}".rstrip())
+
+
+def write_csv(rows: list, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def main(argv=None) -> None:
@@ -303,34 +449,16 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # as fit() does: denormals once made CPU epochs 4x slower
-    try:
-        x, y = load_data(args.source, max(args.n_train, args.fit_images))
-    except (DataUnavailable, ValueError) as err:
-        raise SystemExit(f"bench: {err}") from None
-    rows = []
-    if args.only in (None, "loader"):
-        rows += bench_loader(x[:args.n_train], y[:args.n_train], args.repeats, args.workers, device)
-    if args.only in (None, "training"):
-        rows += bench_training(x[:args.fit_images], y[:args.fit_images], args.repeats, device)
-    if args.only in (None, "models"):
-        on_gpu = device.type == "cuda"
-        rows += bench_models(args.models, args.model_batch or (256 if on_gpu else 32),
-                             args.model_steps or (20 if on_gpu else 2), args.repeats, device)
+    else:
+        torch.backends.cudnn.benchmark = True  # as fit() does, set before the bare loop runs first
+    rows = run_benchmarks(args, device)
     stamp = {"source": args.source, "repeats": args.repeats, "machine": machine(device),
              "torch": torch.__version__, "device": str(device),
              "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    rows = [{**row, **stamp} for row in rows]
-    print(f"{stamp['machine']} | torch {stamp['torch']} | device {device} | source {args.source} | "
-          f"median of {args.repeats}")
-    for row in rows:
-        print(f"{row['benchmark']:<36} {row['variant']:<40} {row['images_per_s']:>10.1f} img/s "
-              f"{row['ratio']:>6.2f}x {row['target']}")
-    out = args.out or paths.repo_root() / "smoke" / "bench.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = [{**r, **stamp} for r in rows]
+    print_table(rows, f"{stamp['machine']} | device {device} | source {args.source} | median of {args.repeats}")
+    out = args.out or default_out()
+    write_csv(rows, out)
     print(f"wrote {out}")
 
 

@@ -101,11 +101,12 @@ def torchrun_runs(configs: list, notebook: str, force: bool) -> None:
 
 
 def _spread(configs: list, notebook: str, force: bool) -> None:
-    """Train `configs` in gpus() worker processes, one per GPU, each claiming the next unclaimed run."""
+    """Train `configs` in gpus() worker processes, each claiming the next unclaimed run. Worker k uses GPU
+    k modulo the GPUs there are, so more workers than GPUs share them (small networks leave a GPU idle)."""
     job = _job_file(configs, notebook, force)
     commands = [[sys.executable, "-m", "common.launch", "worker", str(job), "--gpu", str(k)] for k in range(gpus())]
     try:
-        _run_logged(commands, job, f"{len(configs)} runs of {notebook}, one per GPU on {gpus()} GPUs")
+        _run_logged(commands, job, f"{len(configs)} runs of {notebook} in {gpus()} worker processes")
     finally:
         for path in [job, *job.parent.glob(job.name + ".claim*")]:
             path.unlink(missing_ok=True)

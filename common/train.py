@@ -184,7 +184,9 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
     model.train()
     for epoch in range(start_epoch + 1, min(cfg.epochs, stop_after or cfg.epochs) + 1):
         started = time.perf_counter()
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout draws depend on the epoch only: resume is exact
+        # dropout draws depend on the epoch (and the process) only: resume is exact, and each process of a
+        # data-parallel run draws masks of its own
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7_919 * distributed.rank())
         train_loader.set_epoch(epoch)
         lr = trainer.lr()
         metrics, epoch_steps = trainer.train_epoch(train_loader, epoch, bar, checkpoint_dir, record_steps)

@@ -31,7 +31,7 @@ def test_spread_trains_each_run_once_in_the_workers_with_the_in_process_results(
     monkeypatch.setenv(launch.GPUS_ENV, "2")
     spread = launch.run_experiments(configs, notebook="02_test")
     out = capsys.readouterr().out
-    assert "training 3 runs of 02_test, one per GPU on 2 GPUs" in out
+    assert "training 3 runs of 02_test in 2 worker processes" in out
     assert all(run.loaded for run in spread.values())  # the notebook's process only loaded what the workers wrote
     table = pd.read_csv(paths.results_dir("smoke") / "02_test.csv")
     assert sorted(table["run_id"]) == sorted(cfg.run_id for cfg in configs.values())  # each once
