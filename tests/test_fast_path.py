@@ -4,6 +4,7 @@ no result and its warm-up is recorded apart."""
 import math
 import shutil
 import sys
+import warnings
 
 import pytest
 import torch
@@ -24,14 +25,14 @@ def network():
                          nn.Linear(32, 4))
 
 
-def run(images: int, epochs: int = 1, **options):
+def run(images: int, epochs: int = 1, device="cpu", **options):
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (images, 3, 8, 8), dtype=torch.uint8, generator=gen)
     cfg = RunConfig(experiment="fast", model="tiny", source="synthetic", num_classes=4, epochs=epochs,
                     batch_size=8, optimizer="sgd", lr=0.1, augment=(), seed=2)
     loader = DeviceLoader(x, torch.randint(0, 4, (images,), generator=gen), 8, (0.5,) * 3, (0.5,) * 3,
-                          augment=None, seed=2)
-    return fit(network(), loader, None, cfg, progress=False, **options)
+                          augment=None, seed=2, device=device)
+    return fit(network().to(device), loader, None, cfg, progress=False, **options)
 
 
 def reads_from_common(fn) -> int:
@@ -67,3 +68,19 @@ def test_compiled_training_gives_the_same_run_and_times_its_warmup_apart():
     assert compiled.history[0]["train_seconds"] < first  # and the warm-up is not in the training time
     for key, value in eager.best_state.items():
         torch.testing.assert_close(compiled.best_state[key], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_the_step_loop_never_waits():
+    def syncs(images: int) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")  # every synchronising CUDA call warns
+            try:
+                run(images, device="cuda")
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    run(16, device="cuda")  # first calls (cuDNN autotuning, allocations) out of the count
+    assert syncs(16) == syncs(800)  # 2 steps or 100 (two looks of the NaN guard): the same syncs, around the loop
