@@ -1,5 +1,6 @@
 """run_experiment(): data -> model -> fit -> test -> results row, history CSV and curves PNG."""
 
+import contextlib
 import math
 import os
 import shutil
@@ -153,10 +154,6 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
     if build is build_for and launch.wants_torchrun(cfg, notebook, force):
         launch.torchrun_runs([cfg], notebook, force)
         force = False  # trained and recorded by the launched processes: load it
-    results_csv = paths.results_dir(cfg.profile) / f"{notebook}.csv"
-    history_csv = _history_csv(cfg)
-    figure_png = paths.figures_dir(cfg.profile) / f"{cfg.run_id}.png"
-    checkpoint_dir = paths.checkpoints_dir(cfg.profile) / cfg.run_id
     if not force:
         recorded = recorded_result(cfg, notebook)
         if recorded is not None:
@@ -164,8 +161,36 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
                 print(f"{cfg.run_id}: finished on {recorded.row['finished_at']}, loading its recorded result "
                       "(force=True trains it again).")
             return recorded
+    device = pick_device(cfg.profile)  # before anything is written: no GPU, nothing on disk
+    with _training_lock(cfg):
+        return _train_and_record(cfg, notebook, device, force, progress, build)
 
-    device = pick_device(cfg.profile)
+
+class RunBusy(RuntimeError):
+    """Another process is training this very run."""
+
+
+@contextlib.contextmanager
+def _training_lock(cfg: RunConfig):
+    """While the main process trains a run, no other process may train it too (a second notebook, a
+    leftover worker): two writers would each undo the other's checkpoints."""
+    with contextlib.ExitStack() as held:
+        if distributed.is_main():
+            try:
+                held.enter_context(results.locked(paths.checkpoints_dir(cfg.profile) / cfg.run_id, wait=False))
+            except results.Busy:
+                raise RunBusy(f"{cfg.run_id} is being trained by another process right now: let it finish, then "
+                              "run this again to load its result (or stop that process; this one then resumes it).") from None
+        yield
+
+
+def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force: bool, progress: bool,
+                      build) -> RunResult:
+    """The training part of run_experiment: data, network, fit, test, then (main process) the records."""
+    results_csv = paths.results_dir(cfg.profile) / f"{notebook}.csv"
+    history_csv = _history_csv(cfg)
+    figure_png = paths.figures_dir(cfg.profile) / f"{cfg.run_id}.png"
+    checkpoint_dir = paths.checkpoints_dir(cfg.profile) / cfg.run_id
     with distributed.main_first():  # one process downloads and caches the data; the others then read it
         if force and checkpoint_dir.exists():
             shutil.rmtree(checkpoint_dir)

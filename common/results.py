@@ -56,9 +56,14 @@ def atomic_path(path: Path):
             os.unlink(tmp)
 
 
+class Busy(RuntimeError):
+    """Another process holds the lock and the caller chose not to wait."""
+
+
 @contextlib.contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock beside `path` so concurrent writers never lose a row."""
+def locked(path: Path, wait: bool = True):
+    """Hold an exclusive lock beside `path` so concurrent writers never lose a row; with wait=False,
+    raise Busy at once if another process holds it."""
     lock_path = Path(path).with_name(Path(path).name + ".lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +71,10 @@ def locked(path: Path):
     except OSError as err:
         raise _write_error(path, err) from None
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"{lock_path} is held by another process.") from None
         try:
             yield
         finally:

@@ -73,3 +73,18 @@ def test_runs_that_compare_whole_batches_stay_in_one_process(root, monkeypatch):
     monkeypatch.setenv(launch.PARALLEL_ENV, "sideways")
     with pytest.raises(ValueError, match="use one of off, ddp, spread"):
         launch.mode()
+
+
+def test_a_run_another_process_is_training_is_refused_and_its_checkpoints_left_alone(root, monkeypatch):
+    from common import experiment, results
+
+    cfg = micro()
+    checkpoints = paths.checkpoints_dir("smoke") / cfg.run_id
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "last.pt").write_bytes(b"the other process's")
+    with results.locked(paths.checkpoints_dir("smoke") / cfg.run_id, wait=False):  # as that process holds it
+        with pytest.raises(experiment.RunBusy, match="being trained by another process right now"):
+            run_experiment(cfg, notebook="01_test", force=True, progress=False)
+    assert (checkpoints / "last.pt").read_bytes() == b"the other process's"  # force did not wipe it
+    run = run_experiment(cfg, notebook="01_test", force=True, progress=False)  # released: trains
+    assert not run.loaded and run.row["epochs"] == 2
