@@ -151,6 +151,10 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         torch.set_flush_denormal(True)  # denormal floats made CPU epochs 4x slower late in training
     else:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    if getattr(train_loader, "world_size", 1) != distributed.world_size():
+        raise ValueError(f"The training loader is shared by {getattr(train_loader, 'world_size', 1)} process(es) but "
+                         f"{distributed.world_size()} train: make it with DeviceLoader(..., rank=distributed.rank(), "
+                         "world_size=distributed.world_size()) so that each trains on its own share of every batch.")
     amp_dtype = autocast_dtype(cfg, device)
     trainer = _Trainer(model, cfg, len(train_loader), amp_dtype, compile=compile, sync_bn=sync_bn)
     main = distributed.is_main()

@@ -97,3 +97,13 @@ def test_other_processes_draw_their_own_augmentation():
 def test_a_batch_too_small_to_share_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="cannot be shared by 4 processes"):
         shares(4, n=9, batch=8)  # the last batch holds one image
+
+
+def test_a_loader_made_for_other_processes_is_refused_before_training():
+    from common.config import RunConfig
+    from common.train import fit
+
+    loader, _ = shares(2)  # a share for two processes, in a single one
+    cfg = RunConfig(experiment="x", model="tiny", source="synthetic", epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match="shared by 2 process"):
+        fit(torch.nn.Linear(48, 10), loader, None, cfg, progress=False)
