@@ -72,6 +72,22 @@ def sum_across(values: dict) -> dict:
     return dict(zip(keys, stacked.unbind()))
 
 
+def gather_batch(features: torch.Tensor, labels: torch.Tensor, sizes: list):
+    """The whole batch from every process's share: (V * B, D) rows, views still stacked, with their gradient
+    flowing back to each share; and the B labels. `sizes` gives each process's share of the batch."""
+    from torch.distributed.nn.functional import all_gather
+
+    share = len(labels)
+    views = len(features) // share
+    most = max(sizes)  # all_gather wants equal shapes: pad each share to the largest, then cut the padding off
+    padded = torch.nn.functional.pad(features.view(views, share, -1), (0, 0, 0, most - share))
+    gathered = all_gather(padded)
+    label_parts = [torch.empty(most, dtype=labels.dtype, device=labels.device) for _ in sizes]
+    dist.all_gather(label_parts, torch.nn.functional.pad(labels, (0, most - share)))
+    features = torch.cat([part[:, :n] for part, n in zip(gathered, sizes)], 1).reshape(views * sum(sizes), -1)
+    return features, torch.cat([part[:n] for part, n in zip(label_parts, sizes)])
+
+
 def wrap(model: torch.nn.Module, sync_bn: bool = False) -> torch.nn.Module:
     """The module that trains: DistributedDataParallel over `model` when there are several processes."""
     if not active():

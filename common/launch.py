@@ -7,8 +7,8 @@ $REPRO_PARALLEL picks the way (python -m common.reproduce --parallel sets it for
   each taking the next run nobody has claimed yet.
 Either way the notebook then loads the recorded results as if it had trained them itself, so what it
 shows does not depend on how the training was done. $REPRO_GPUS sets N (default: every visible GPU).
-Under ddp, runs that cannot be split over processes (Co-teaching and SupCon compare whole batches) and
-runs with a custom network builder train in the notebook's own process, on one GPU.
+Under ddp, Co-teaching runs (which rank whole batches) and runs with a custom network builder train in
+the notebook's own process, on one GPU.
 """
 
 import os
@@ -51,8 +51,8 @@ def gpus() -> int:
 
 
 def splittable(cfg) -> bool:
-    """Co-teaching ranks and SupCon contrasts whole batches, so they keep one process."""
-    return not cfg.coteaching and cfg.loss == "cross_entropy"
+    """Co-teaching ranks whole batches, so it keeps one process (SupCon gathers the batch: it splits)."""
+    return not cfg.coteaching
 
 
 def _pending(cfg, notebook: str, force: bool) -> bool:

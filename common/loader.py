@@ -51,16 +51,15 @@ class DeviceLoader:
         return [order[start:start + self.batch_size].tensor_split(self.world_size)[self.rank]
                 for start in range(0, n, self.batch_size)]
 
+    def share_sizes(self) -> list:
+        """Per batch, how many of its images each process takes (tensor_split's shares, known without asking)."""
+        n, size, world = len(self.y), self.batch_size, self.world_size
+        return [[len(range(min(size, n - start))[r::world]) for r in range(world)] for start in range(0, n, size)]
+
     def shard_weights(self) -> list:
         """Per batch, this process's share of it times the number of processes: 1.0 when the batch divides
         evenly. Scaling a process's mean loss by it makes the averaged gradient the whole batch's mean."""
-        n, size = len(self.y), self.batch_size
-        weights = []
-        for start in range(0, n, size):
-            whole = min(size, n - start)
-            mine = len(range(whole)[self.rank::self.world_size])  # tensor_split's share sizes, as counts
-            weights.append(mine * self.world_size / whole)
-        return weights
+        return [sizes[self.rank] * self.world_size / sum(sizes) for sizes in self.share_sizes()]
 
     def __iter__(self):
         gen = self.generator()

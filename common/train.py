@@ -237,9 +237,9 @@ class _Trainer:
                  compile: bool = False, sync_bn: bool = False):
         self.model, self.cfg, self.amp_dtype = model, cfg, amp_dtype
         self.device = next(model.parameters()).device
-        if distributed.active() and (cfg.coteaching or cfg.loss != "cross_entropy"):
-            raise ValueError(f"{cfg.run_id} cannot be split over processes: Co-teaching ranks and SupCon contrasts "
-                             "the whole batch, which each process would see only a share of; train it on one GPU.")
+        if distributed.active() and cfg.coteaching:
+            raise ValueError(f"{cfg.run_id} cannot be split over processes: Co-teaching ranks the whole batch, "
+                             "which each process would see only a share of; train it on one GPU.")
         # what the steps call: DDP averages gradients over the processes; the checkpoints keep self.model's keys
         self.net = distributed.wrap(model, sync_bn)
         self.warmup = _CompileClock(self.device) if compile else None  # kept across epochs: shapes compile once
@@ -251,6 +251,7 @@ class _Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.contrastive = cfg.loss != "cross_entropy"
         self.epoch = 1  # set by train_epoch; Co-teaching's forget rate depends on it
+        self.shares = None  # under DDP, every process's share of the current batch (set by train_epoch)
 
     def loss(self, images, labels):
         """The batch's loss and its counts, device tensors summed over the epoch: correct predictions, and
@@ -258,8 +259,10 @@ class _Trainer:
         labels, clean = (labels[:, 0], labels[:, 1]) if labels.dim() == 2 else (labels, None)
         if self.contrastive:  # outputs: the projections of every view, stacked view by view
             from .supcon import supcon_loss
-            loss = supcon_loss(self.net(images).float(), labels, self.cfg.temperature,
-                               include_self=self.cfg.loss == "supcon_with_self")
+            features = self.net(images).float()
+            if self.shares is not None:  # contrast with the whole batch, as one process would, not with a share
+                features, labels = distributed.gather_batch(features, labels, self.shares)
+            loss = supcon_loss(features, labels, self.cfg.temperature, include_self=self.cfg.loss == "supcon_with_self")
             return loss, {}
         counts = {}
         if self.cfg.coteaching:
@@ -310,14 +313,19 @@ class _Trainer:
         loss_sum = torch.zeros((), device=device)
         sums = {}
         guard = _FiniteGuard(device, epoch, checkpoint_dir)
-        # a process's share of an uneven last batch is weighted so that DDP's average is the batch's mean
-        weights = loader.shard_weights() if getattr(loader, "world_size", 1) > 1 else None
+        # a process's share of an uneven last batch is weighted so that DDP's average is the batch's mean; a
+        # contrastive loss is already the whole batch's (every process computes it over the gathered batch)
+        shared = getattr(loader, "world_size", 1) > 1
+        weights = loader.shard_weights() if shared and not self.contrastive else None
+        shares = loader.share_sizes() if shared and self.contrastive else None
         warmup = self.warmup
         compiled_before = warmup.seconds if warmup else 0.0
         count, step_lrs, step_losses = 0, [], []
         for step, (images, labels) in enumerate(loader, start=1):
             if warmup:
                 warmup.start(images)
+            if shares:
+                self.shares = shares[step - 1]
             with _autocast(device, self.amp_dtype):
                 loss, counts = self.loss(images, labels)
             self.optimizer.zero_grad(set_to_none=True)

@@ -1,11 +1,12 @@
 """One training run of fit(), for tests/test_distributed.py: alone, or as one of torchrun's processes.
 
-    python tests/scripts/ddp_fit.py OUT [--stop-after K]
+    python tests/scripts/ddp_fit.py OUT [--stop-after K] [--supcon]
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/scripts/ddp_fit.py OUT [--stop-after K]
 
 Writes OUT/indices-<rank>.pt (the sample indices this process trained on, per epoch) and, from the main
 process, OUT/final.pt (weights and history). With --stop-after K the run first stops after K epochs and is
-then resumed from its checkpoint by a fresh model, as an interrupted run would be.
+then resumed from its checkpoint by a fresh model, as an interrupted run would be. With --supcon the run
+is supervised contrastive pretraining on two (identical) views, whose loss contrasts the whole batch.
 """
 
 import argparse
@@ -18,6 +19,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for `common`
 
 from common import distributed  # noqa: E402
+from common.augment import build_augment  # noqa: E402
 from common.config import RunConfig  # noqa: E402
 from common.loader import DeviceLoader  # noqa: E402
 from common.train import fit  # noqa: E402
@@ -36,17 +38,25 @@ class RecordingLoader(DeviceLoader):
         return batches
 
 
-def network():
+class Normalised(nn.Module):
+    """Unit-length rows, as the SupCon projection head gives."""
+
+    def forward(self, x):
+        return nn.functional.normalize(x, dim=1)
+
+
+def network(supcon=False):
     """No BatchNorm or dropout: statistics over a share of a batch would differ from the whole batch's."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                         nn.Linear(32, 4))
+    layers = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 4)]
+    return nn.Sequential(*layers, *([Normalised()] if supcon else []))
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--stop-after", type=int)
+    parser.add_argument("--supcon", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = distributed.setup()
@@ -54,14 +64,17 @@ def main():
     x = torch.randint(0, 256, (IMAGES, 3, 8, 8), dtype=torch.uint8, generator=gen)
     y = torch.randint(0, 4, (IMAGES,), generator=gen)
     cfg = RunConfig(experiment="ddp", model="tiny", source="synthetic", num_classes=4, epochs=3, batch_size=BATCH,
-                    optimizer="sgd", lr=0.2, augment=(), precision="fp32", channels_last="off", seed=3)
-    loader = RecordingLoader(x, y, BATCH, (0.5,) * 3, (0.5,) * 3, device=device, seed=cfg.seed,
+                    optimizer="sgd", lr=0.2, augment=(), precision="fp32", channels_last="off", seed=3,
+                    loss="supcon" if args.supcon else "cross_entropy", temperature=0.5)
+    views = build_augment(((), ())) if args.supcon else None  # two views, both the image itself
+    loader = RecordingLoader(x, y, BATCH, (0.5,) * 3, (0.5,) * 3, device=device, seed=cfg.seed, augment=views,
                              rank=distributed.rank(), world_size=distributed.world_size())
     checkpoints = args.out / "checkpoints"
     if args.stop_after:
-        fit(network(), loader, None, cfg, checkpoint_dir=checkpoints, progress=False, stop_after=args.stop_after)
+        fit(network(args.supcon), loader, None, cfg, checkpoint_dir=checkpoints, progress=False,
+            stop_after=args.stop_after)
         distributed.barrier()
-    model = network()
+    model = network(args.supcon)
     outcome = fit(model, loader, None, cfg, checkpoint_dir=checkpoints, progress=False)
     torch.save(RecordingLoader.seen, args.out / f"indices-{distributed.rank()}.pt")
     if distributed.is_main():
