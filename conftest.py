@@ -1,10 +1,20 @@
 """Test-wide settings: every notebook and test runs the smoke profile in a scratch folder."""
 
 import os
+import shutil
 import tempfile
 
 # nbval cannot pass papermill parameters, so the notebooks read their profile from here.
 os.environ["REPRO_PROFILE"] = "smoke"
 # Smoke output of the test run goes to a scratch root, never into the checkout's smoke/ or results/.
-os.environ.setdefault("REPRO_ROOT", tempfile.mkdtemp(prefix="repro-tests-"))
+SCRATCH = None
+if "REPRO_ROOT" not in os.environ:
+    SCRATCH = os.environ["REPRO_ROOT"] = tempfile.mkdtemp(prefix="repro-tests-")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_unconfigure(config):
+    """Remove the scratch root: the smoke checkpoints of one test run take several GB (ConvNeXt's alone ~1.5 GB).
+    Set REPRO_KEEP_TEST_OUTPUT=1 to keep it for a look."""
+    if SCRATCH and not os.environ.get("REPRO_KEEP_TEST_OUTPUT"):
+        shutil.rmtree(SCRATCH, ignore_errors=True)
