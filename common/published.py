@@ -5,7 +5,7 @@ import math
 import pandas as pd
 
 # table, row label as the report prints it, our experiment name, data set, test accuracy, test loss.
-# Source: ../shared/report/recipes.md ("Published numbers") and report.txt, Tables 1-4.
+# Source: the report's Tables 1-4 and text; each row with its place in the report in docs/published-numbers.md.
 PUBLISHED = [
     ("Level E", "VGG basic", "e_basic", "cifar10", 0.8392, None),
     ("Level E", "label smoothing + Cutout", "e_ls_cutout", "cifar10", 0.8310, None),

@@ -1,6 +1,6 @@
 """The report's recipes as RunConfigs, one function per section; `profile` picks full or smoke.
 
-full:  the recipe of ../shared/report/recipes.md on the real data set.
+full:  the recipe of docs/recipes.md on the real data set.
 smoke: the same code path on generated CIFAR-shaped data, a few hundred images, 2 epochs.
 """
 
