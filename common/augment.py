@@ -19,10 +19,6 @@ import torch.nn.functional as F
 from .imageops import (_per_sample, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
                        gaussian_blur, grayscale, rotate, shift)
 
-LEVEL_A_AUGMENT = ("crop=4", "flip", "translate=0.1", "jitter=0.4,0.4,0.4,0.1", "rotate=15", "cutout=8")
-# the two views of supervised contrastive pretraining (recipes.md); jitter_p takes p first, then the four strengths
-SUPCON_VIEW1 = ("resized_crop=0.08,1", "flip", "jitter_p=0.8,0.8,0.8,0.8,0.2", "grayscale=0.2", "gaussian_blur=3,0.1,2")
-SUPCON_VIEW2 = ("resized_crop=0.2,1", "flip", "jitter_p=0.8,0.4,0.4,0.4,0.1", "grayscale=0.1", "cutout=8")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -285,11 +281,23 @@ OPS = {"crop": RandomCrop, "flip": RandomFlip, "translate": RandomTranslate, "ji
 
 
 def _usage() -> str:
-    return ", ".join(f"{name}[={','.join(inspect.signature(cls).parameters)}]" for name, cls in OPS.items())
+    return ", ".join(f"{name}({', '.join(inspect.signature(cls).parameters)})" for name, cls in OPS.items())
+
+
+def op(name: str, **params) -> dict:
+    """One augmentation step of a recipe, by name with keyword parameters: op("translate", fraction=0.1)."""
+    _check(name in OPS, f"Unknown augmentation {name!r}: known are {_usage()}.")
+    known = inspect.signature(OPS[name]).parameters
+    unknown = [key for key in params if key not in known]
+    _check(not unknown, f"Augmentation {name!r} has no parameter {', '.join(unknown)}: it takes {', '.join(known)}.")
+    _check(all(isinstance(v, (int, float)) and math.isfinite(v) for v in params.values()),
+           f"Augmentation {name!r} takes finite numbers, not {params}.")
+    # every parameter is written out, so a recipe (and its fingerprint) never depends on a default here
+    return {"op": name, **{key: p.default for key, p in known.items()}, **params}
 
 
 def build_augment(spec):
-    """An op chain from a spec such as LEVEL_A_AUGMENT or ("flip", "translate=0.1"); None for none.
+    """An op chain from a spec, a sequence of op(...) steps such as LEVEL_A_AUGMENT; None for none.
 
     A spec of specs, such as (SUPCON_VIEW1, SUPCON_VIEW2), gives one view per spec, stacked (see Views).
     """
@@ -297,21 +305,27 @@ def build_augment(spec):
         return None
     if all(isinstance(item, (list, tuple)) for item in spec):
         return Views(build_augment(view) for view in spec)
-    ops = []
-    for item in spec:
-        name, equals, arg = str(item).partition("=")
-        _check(name in OPS, f"Unknown augmentation {name!r} in {item!r}: known are {_usage()}.")
-        try:
-            args = [float(a) for a in arg.split(",")] if equals else []
-        except ValueError:
-            args = [math.nan]
-        _check(all(map(math.isfinite, args)),
-               f"Malformed augmentation {item!r}: write name or name=comma-separated numbers, one of {_usage()}.")
-        params = inspect.signature(OPS[name]).parameters
-        _check(len(args) <= len(params), f"Augmentation {item!r} has {len(args)} numbers but {name} takes at "
-                                         f"most {len(params)} ({', '.join(params)}).")
-        ops.append(OPS[name](*(int(a) if a.is_integer() else a for a in args)))
-    return Compose(ops)
+    _check(all(isinstance(item, dict) and "op" in item for item in spec),
+           f"Augmentation {spec!r} is not a sequence of steps: write each as op(name, **params), e.g. "
+           "op('translate', fraction=0.1).")
+    chain = []
+    for step in spec:
+        params = {key: value for key, value in step.items() if key != "op"}
+        op(step["op"], **params)  # the same checks as a recipe's own op() call
+        chain.append(OPS[step["op"]](**params))
+    return Compose(chain)
+
+
+LEVEL_A_AUGMENT = (op("crop", padding=4), op("flip"), op("translate", fraction=0.1),
+                   op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1), op("rotate", degrees=15),
+                   op("cutout", size=8))
+# the two views of supervised contrastive pretraining
+SUPCON_VIEW1 = (op("resized_crop", scale_low=0.08, scale_high=1.0), op("flip"),
+                op("jitter_p", p=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2),
+                op("grayscale", p=0.2), op("gaussian_blur", kernel=3, sigma_low=0.1, sigma_high=2.0))
+SUPCON_VIEW2 = (op("resized_crop", scale_low=0.2, scale_high=1.0), op("flip"),
+                op("jitter_p", p=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
+                op("grayscale", p=0.1), op("cutout", size=8))
 
 
 def normalize(x, mean, std):

@@ -3,7 +3,7 @@
     python -m common.bench                      # synthetic data, about five minutes on a 2-core CPU
     python -m common.bench --quick              # a smoke check in well under a minute
     python -m common.bench --compile            # adds torch.compile to the model benchmark
-    python -m common.bench --source imagefolder:/work/cifar10jpg --out bench-real.csv
+    python -m common.bench --source imagefolder:/path/to/cifar10-jpeg --out bench-real.csv
 
 It measures, side by side in one run and on one machine:
 1. loader: images/s of DeviceLoader with the Level E augmentation (flip + translate 0.1),
@@ -43,15 +43,15 @@ import torch
 from torch import nn
 
 from . import paths, recipes
-from .augment import LEVEL_A_AUGMENT, build_augment
+from .augment import LEVEL_A_AUGMENT, build_augment, op
 from .data import DataUnavailable, load_images, synthetic_images
 from .loader import DeviceLoader
 from .models import build_model
 from .schedules import build_schedule
 from .train import autocast_dtype, build_optimizer, fit, use_channels_last
 
-CHAINS = {"flip+translate": ("flip", "translate=0.1"),
-          "flip+translate+cutout8": ("flip", "translate=0.1", "cutout=8"),
+CHAINS = {"flip+translate": (op("flip"), op("translate", fraction=0.1)),
+          "flip+translate+cutout8": (op("flip"), op("translate", fraction=0.1), op("cutout", size=8)),
           "level A": LEVEL_A_AUGMENT}
 MODELS = ("vgg_basic", "resnet18", "se_resnet18", "convnext", "vit")  # every network the report trains
 EPOCH_IMAGES = 50_000  # CIFAR-10's training set: one epoch of the epoch benchmark
@@ -96,16 +96,16 @@ def pil_transform(spec, size):
     """The torchvision transforms that do per PIL image what build_augment(spec) does per batch."""
     from torchvision import transforms as T
 
-    pil = {"crop": lambda padding=4: T.RandomCrop(size, padding=int(padding)),
-           "flip": T.RandomHorizontalFlip,
-           "translate": lambda f=0.1: T.RandomAffine(degrees=0, translate=(f, f)),
-           "jitter": T.ColorJitter,
-           "rotate": T.RandomRotation}
+    pil = {op("crop"): lambda padding=4: T.RandomCrop(size, padding=int(padding)),
+           op("flip"): T.RandomHorizontalFlip,
+           op("translate"): lambda f=0.1: T.RandomAffine(degrees=0, translate=(f, f)),
+           op("jitter"): T.ColorJitter,
+           op("rotate"): T.RandomRotation}
     before, after = [], []  # PIL ops, then ToTensor, then Cutout on the tensor
     for item in spec:
         name, _, arg = item.partition("=")
         args = [float(a) for a in arg.split(",")] if arg else []
-        if name == "cutout":
+        if name == op("cutout"):
             after.append(TensorCutout(*map(int, args)))
         else:
             before.append(pil[name](*args))

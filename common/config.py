@@ -2,40 +2,47 @@
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .data import folder_identity
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 HALF_MEAN, HALF_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LOSSES = ("cross_entropy", "supcon", "supcon_with_self")
+DATASETS = ("cifar10", "cifar100", "imagenette")
 
 
 @dataclass
 class RunConfig:
-    """One training run: data, model, optimisation and bookkeeping, all plain values."""
+    """One training run: data, model, optimisation and bookkeeping, all plain values.
+
+    The recipe's fields have no defaults, so a recipe that forgets one fails instead of inheriting another's;
+    the rest default to "off" (no smoothing, no noise, no clipping, ...)."""
     experiment: str
-    model: str = "vgg_basic"
+    model: str
+    dataset: str  # the report's data set this run stands for (cifar10 | cifar100 | imagenette); the summary joins on it
+    source: str  # the images trained on: cifar10 | cifar100 | imagenette | synthetic | imagefolder:PATH (see below)
+    num_classes: int
+    mean: tuple
+    std: tuple
+    augment: tuple  # op(...) steps of common.augment, or a tuple of such tuples (one per view); () for none
+    epochs: int
+    batch_size: int
+    optimizer: str  # adam | adamw | sgd
+    lr: float
+    schedule: dict  # common.schedules: {"name": "constant"} for none
     model_options: dict = field(default_factory=dict)
-    source: str = "cifar10"  # cifar10 | cifar100 | imagenette | imagefolder:PATH | synthetic
-    report_dataset: str = "cifar10"  # the report's data set this run stands for; the summary joins on it
-    num_classes: int = 10
+    encoder: str = ""  # a classifier on a frozen encoder: the encoder run's "run_id@fingerprint"
     image_size: int = 32
     synthetic_sizes: tuple = (512, 256)  # train / test images of the synthetic source
     val_size: int = 0
-    mean: tuple = HALF_MEAN
-    std: tuple = HALF_STD
-    augment: tuple = ("flip", "translate=0.1")
-    epochs: int = 30
-    batch_size: int = 100
     eval_batch_size: int = 500
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
     weight_decay: float = 0.0
-    momentum: float = 0.9  # SGD only
-    schedule: dict = field(default_factory=lambda: {"name": "constant"})
+    momentum: float = 0.0  # SGD only
     loss: str = "cross_entropy"  # cross_entropy | supcon (Khosla et al.) | supcon_with_self (the report script's)
-    temperature: float = 0.07  # supcon losses only
+    temperature: float = 1.0  # supcon losses only
     label_smoothing: float = 0.0
     label_noise: dict = field(default_factory=dict)  # e.g. {"kind": "symmetric", "rate": 0.3}: training labels only
     coteaching: dict = field(default_factory=dict)  # e.g. {"forget_rate": 0.3, "ramp_epochs": 0}; empty: off
@@ -43,16 +50,24 @@ class RunConfig:
     monitor_test: bool = False  # evaluate the test set every epoch for the curves (never for model selection)
     seed: int = 0
     profile: str = "full"
-    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 where the device computes it natively, else fp16 on CUDA / fp32) | fp32 | bf16 | fp16
     channels_last: str = "auto"  # auto (on) | on | off
     shortened: bool = False  # trained for another number of epochs than its recipe (--epochs): never the report's row
+    # where an image folder lies; not part of the run's identity, which is the folder's name and a digest of its images
+    source_path: str = ""
 
     def __post_init__(self):
+        if self.source.startswith("imagefolder:") and not self.source_path:
+            self.source_path = str(Path(self.source.split(":", 1)[1]).expanduser().resolve())
+            self.source = "imagefolder:" + folder_identity(self.source_path)
         self.check()
 
     def check(self):
         """Refuse impossible settings with one sentence naming the field and the fix."""
         problems = []
+        if self.dataset not in DATASETS:
+            problems.append(f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)} (the report's data set the run "
+                            "stands for; `source` names the images it trains on)")
         if self.epochs < 1:
             problems.append(f"epochs={self.epochs}: train for at least 1 epoch")
         if self.batch_size < 1:
@@ -90,10 +105,10 @@ class RunConfig:
         printer.text("RunConfig(\n" + "".join(f"    {f.name}={getattr(self, f.name)!r},\n" for f in fields(self)) + ")")
 
     @property
-    def dataset(self) -> str:
-        """The data set's short name (an image folder is named after its directory)."""
+    def source_name(self) -> str:
+        """The source's short name: an image folder by its folder's name, without the digest."""
         if self.source.startswith("imagefolder:"):
-            return "imagefolder-" + re.sub(r"[^A-Za-z0-9_.-]", "", self.source.rstrip("/").split("/")[-1])
+            return "imagefolder-" + self.source.split(":", 1)[1].rsplit("-", 1)[0]
         return self.source
 
     @property
@@ -101,14 +116,16 @@ class RunConfig:
         """experiment-model-dataset-seed-profile; a stand-in data set also names the one it stands for,
         so a smoke run of CIFAR-10 and one of CIFAR-100 (both synthetic) never share checkpoints; a shortened
         run ends in its epochs ("-5ep"), so it never shares checkpoints or a results row with the full run."""
-        dataset = self.dataset if self.dataset == self.report_dataset else f"{self.dataset}-as-{self.report_dataset}"
+        name = self.source_name
+        dataset = name if name == self.dataset else f"{name}-as-{self.dataset}"
         suffix = f"-{self.epochs}ep" if self.shortened else ""
         return f"{self.experiment}-{self.model}-{dataset}-s{self.seed}-{self.profile}{suffix}"
 
     def to_dict(self) -> dict:
-        values = json.loads(json.dumps(asdict(self)))  # tuples become lists, as in a checkpoint
-        if not values["shortened"]:
-            del values["shortened"]  # so configs, checkpoints and results made before the field keep their hash
+        """The run's identity as plain JSON values (tuples become lists, as in a checkpoint); where its images
+        lie is left out, so the same images elsewhere make the same run."""
+        values = json.loads(json.dumps(asdict(self)))
+        del values["source_path"]
         return values
 
     def fingerprint(self) -> str:
@@ -118,6 +135,8 @@ class RunConfig:
     def replace(self, **changes) -> "RunConfig":
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
+        if "source" in changes and "source_path" not in changes:
+            values["source_path"] = ""  # a new source: an image folder is found and identified again
         return RunConfig(**values)
 
 

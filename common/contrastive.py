@@ -100,7 +100,7 @@ def linear_probe(pretrain: RunConfig, notebook: str, epochs: int = 100, lr: floa
     probe.load_state_dict(best[2])
     row = {"run_id": f"a_supcon_linear_probe-{pretrain.run_id}", "notebook": notebook,
            "experiment": "a_supcon_linear_probe", "model": "linear probe", "dataset": pretrain.dataset,
-           "report_dataset": pretrain.report_dataset, "profile": pretrain.profile, "seed": pretrain.seed,
+           "source": pretrain.source, "profile": pretrain.profile, "seed": pretrain.seed,
            "epochs": epochs, "shortened": pretrain.shortened, "best_epoch": best[1], "val_acc_best": best[0],
            "test_acc_best": _accuracy(probe, test_x, test_y), "test_acc_final": final_acc,
            "params": sum(p.numel() for p in probe.parameters()),

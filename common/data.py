@@ -3,6 +3,7 @@
 import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,8 @@ class Split:
 
 
 def load_images(source: str, data_dir=None, num_classes: int = 10, image_size: int = 32,
-                synthetic_sizes=(512, 256), seed: int = 0) -> ImageSet:
-    """Load a source by name: cifar10, cifar100, imagenette, imagefolder:PATH or synthetic."""
+                synthetic_sizes=(512, 256), seed: int = 0, folder=None) -> ImageSet:
+    """Load a source by name: cifar10, cifar100, imagenette, synthetic, or imagefolder:NAME-DIGEST read from `folder`."""
     data_dir = Path(data_dir or paths.data_dir())
     if source == "synthetic":
         return synthetic_images(num_classes, synthetic_sizes[0], synthetic_sizes[1], image_size, seed)
@@ -64,9 +65,13 @@ def load_images(source: str, data_dir=None, num_classes: int = 10, image_size: i
     if source == "imagenette":
         return cached(data_dir / "cache" / f"imagenette-160-{image_size}.pt", lambda: _imagenette(data_dir, image_size))
     if source.startswith("imagefolder:"):
-        folder = Path(source.split(":", 1)[1]).expanduser().resolve()
-        key = hashlib.sha1(f"{folder}|{_folder_signature(folder)}|{image_size}".encode()).hexdigest()[:12]
-        return cached(data_dir / "cache" / f"imagefolder-{folder.name}-{key}.pt",
+        named = source.split(":", 1)[1]  # a path, or (with `folder`) the identity the run was configured with
+        identity = folder_identity(folder or named)
+        if folder and identity != named:
+            raise DataUnavailable(f"The images in {folder} are not those of {source} (they changed since the run "
+                                  "was configured): configure the run again from the folder as it is now.")
+        folder = Path(folder or named).expanduser().resolve()
+        return cached(data_dir / "cache" / f"imagefolder-{identity}-{image_size}.pt",
                       lambda: _decode_folder(folder, image_size))
     raise ValueError(f"Unknown data source {source!r}: use cifar10, cifar100, imagenette, "
                      "imagefolder:PATH or synthetic.")
@@ -151,14 +156,51 @@ def _fetch_imagenette(root: Path, folder: Path) -> None:
         ) from None
 
 
-def _folder_signature(folder: Path) -> str:
-    """A cheap fingerprint of an image tree (names and sizes) so a changed tree is re-decoded."""
+def _image_files(folder: Path, splits=("train", "test")) -> list:
+    """Every file under the split folders, sorted by its path relative to `folder`."""
+    return sorted((Path(root) / name).relative_to(folder) for split in splits
+                  for root, _, files in os.walk(folder / split) for name in files)
+
+
+def folder_identity(folder) -> str:
+    """An image folder's name and a digest of its files' paths and bytes, e.g. 'cifar10-jpeg-3f2a9c01d4': the same
+    images give the same identity wherever they lie. Kept in a small file beside the folder's stat signature."""
+    folder = Path(folder).expanduser().resolve()
+    if not (folder / "train").is_dir() or not (folder / "test").is_dir():
+        raise DataUnavailable(f"No image folder at {folder}: expected {folder}/train/<class>/*.jpg and "
+                              f"{folder}/test/<class>/*.jpg; check the path after 'imagefolder:' or run the smoke profile.")
+    files = _image_files(folder)
+    stats = hashlib.sha1("".join(f"{f}:{(folder / f).stat().st_size}:{(folder / f).stat().st_mtime_ns}"
+                                 for f in files).encode()).hexdigest()
+    memo = paths.data_dir() / "cache" / f"identity-{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}.txt"
+    if memo.exists() and memo.read_text().split()[:1] == [stats]:
+        return memo.read_text().split()[1]
     digest = hashlib.sha1()
-    for split in ("train", "test"):
-        for root, _, files in sorted(os.walk(folder / split)):
-            for name in sorted(files):
-                digest.update(f"{root}/{name}:{os.path.getsize(os.path.join(root, name))}".encode())
-    return digest.hexdigest()
+    for f in files:
+        digest.update(f"{f.as_posix()}\0".encode())
+        digest.update((folder / f).read_bytes())
+    identity = f"{re.sub(r'[^A-Za-z0-9_.-]', '', folder.name) or 'images'}-{digest.hexdigest()[:10]}"
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(f"{stats} {identity}\n")
+    return identity
+
+
+# image folders known by their digest, for tables that say what a row was trained on
+KNOWN_FOLDERS = {"27d093021b": "CIFAR-10, JPEG copy"}  # the public JPEG export of CIFAR-10 (see README)
+
+
+def describe_source(source: str) -> str:
+    """What a run trained on, for a reader: 'CIFAR-10 (original files)', 'CIFAR-10, JPEG copy', 'generated images'."""
+    if source in CIFAR_NAMES:
+        return f"{CIFAR_NAMES[source]} (original files)"
+    if source == "imagenette":
+        return "ImageNette 160 px"
+    if source == "synthetic":
+        return "generated images (smoke)"
+    if source.startswith("imagefolder:"):
+        identity = source.split(":", 1)[1]
+        return KNOWN_FOLDERS.get(identity.rsplit("-", 1)[-1], f"image folder {identity}")
+    return source
 
 
 def _decode_folder(folder: Path, image_size: int, splits=("train", "test")) -> ImageSet:

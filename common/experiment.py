@@ -17,7 +17,7 @@ from .augment import build_augment
 from .config import RunConfig
 from .loader import DeviceLoader
 from .models import build_model, count_parameters
-from .train import autocast_dtype, evaluate, fit, use_channels_last
+from .train import autocast_dtype, evaluate, fit, precision_name, use_channels_last
 
 ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"
 COMPILE_ENV = "REPRO_COMPILE"  # 1: train through torch.compile (python -m common.reproduce --compile)
@@ -66,7 +66,7 @@ def git_commit() -> str:
 def load_split(cfg: RunConfig) -> data.Split:
     """The run's images, split into train / validation / test as its config says."""
     images = data.load_images(cfg.source, num_classes=cfg.num_classes, image_size=cfg.image_size,
-                              synthetic_sizes=cfg.synthetic_sizes, seed=cfg.seed)
+                              synthetic_sizes=cfg.synthetic_sizes, seed=cfg.seed, folder=cfg.source_path)
     if images.num_classes != cfg.num_classes:
         raise ValueError(f"{cfg.source} has {images.num_classes} classes but the run expects {cfg.num_classes}: "
                          "set num_classes to match the data set.")
@@ -213,7 +213,7 @@ def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force
     best_row = outcome.history[outcome.best_epoch - 1]
     row = {
         "run_id": cfg.run_id, "notebook": notebook, "experiment": cfg.experiment, "model": cfg.model,
-        "dataset": cfg.dataset, "report_dataset": cfg.report_dataset, "profile": cfg.profile, "seed": cfg.seed, "epochs": cfg.epochs,
+        "dataset": cfg.dataset, "source": cfg.source, "profile": cfg.profile, "seed": cfg.seed, "epochs": cfg.epochs,
         "shortened": cfg.shortened,
         "best_epoch": outcome.best_epoch, "val_acc_best": best_row["val_acc"],
         "test_acc_best": test_acc_best, "test_loss_best": test_loss_best,
@@ -221,7 +221,7 @@ def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force
         "params": count_parameters(model), "wall_seconds": round(outcome.wall_seconds, 1),
         "train_images_per_s": round(train_throughput(outcome.history, len(train_loader.y)), 1),
         "noise_changed": noise_changed(split),
-        "device": _device_name(device),
+        "device": _device_name(device), "precision": precision_name(amp_dtype),
         "torch": torch.__version__, "git_commit": git_commit(), "config_hash": cfg.fingerprint(),
         "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

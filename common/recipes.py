@@ -4,7 +4,7 @@ full:  the recipe of docs/recipes.md on the real data set.
 smoke: the same code path on generated CIFAR-shaped data, a few hundred images, 2 epochs.
 """
 
-from .augment import LEVEL_A_AUGMENT, SUPCON_VIEW1, SUPCON_VIEW2
+from .augment import LEVEL_A_AUGMENT, SUPCON_VIEW1, SUPCON_VIEW2, op
 from .config import CIFAR10_MEAN, CIFAR10_STD, HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, RunConfig
 from .paths import check_profile
 
@@ -12,21 +12,24 @@ SMOKE_EPOCHS = 2
 
 # Level E (CIFAR-10, basic VGG): every exploration starts from this recipe.
 LEVEL_E = dict(
-    model="vgg_basic",
-    source="cifar10", report_dataset="cifar10", num_classes=10, val_size=0,  # no validation split in the report's E runs
+    model="vgg_basic", model_options={},  # patchify stem, VGG blocks, flatten head with dropout 0.5
+    dataset="cifar10", source="cifar10", num_classes=10, val_size=0,  # no validation split in the report's E runs
     mean=HALF_MEAN, std=HALF_STD,
-    augment=("flip", "translate=0.1"),  # RandomHorizontalFlip + RandomAffine(translate=(0.1, 0.1))
+    # RandomHorizontalFlip + RandomAffine(translate=(0.1, 0.1))
+    augment=(op("flip", p=0.5), op("translate", fraction=0.1)),
     epochs=30, batch_size=100, eval_batch_size=100,
     optimizer="adam", lr=5e-5, weight_decay=1e-3,  # Adam with coupled L2, as the code ran (the text says AdamW)
     # CyclicLR triangular2 5e-5..3e-3, up 3,900 of the 15,000 steps, stepped every batch
     schedule={"name": "cyclic", "base_lr": 5e-5, "max_lr": 3e-3, "up_fraction": 0.26},
-    grad_clip=1.0,
+    grad_clip=1.0, label_smoothing=0.0,
     monitor_test=True,  # the report plotted test curves; recorded per epoch, never used to pick an epoch
 )
 
-CUTOUT_AUGMENT = ("flip", "translate=0.1", "cutout=8")  # one 8x8 hole, inside the image, before normalisation
+# one 8x8 hole, inside the image, before normalisation
+CUTOUT_AUGMENT = (*LEVEL_E["augment"], op("cutout", size=8))
 # Table 4's schedules: Adam at 1e-3, each stepped per epoch as written (the report's code stepped them per batch)
-WARMUP_COSINE = {"name": "warmup_cosine", "warmup": 5, "start_factor": 0.2}  # lr x (e+1)/5 for 5 epochs, then cosine
+# the report's code: lr x (e+1)/5 for epochs e = 0..4 (0.2, 0.4, 0.6, 0.8, 1), then cosine over the other 25
+WARMUP_COSINE = {"name": "warmup_cosine", "warmup": 5, "start_factor": 0.2, "ramp": 4}
 STEP_DECAY = {"name": "step", "step_size": 10, "gamma": 0.1}
 COSINE_RESTARTS = {"name": "cosine_restarts", "T_0": 10, "T_mult": 1}
 
@@ -36,6 +39,10 @@ LEVEL_E_VARIANTS = {
     "warmup_cosine": dict(lr=1e-3, schedule=WARMUP_COSINE),
     "step_decay": dict(lr=1e-3, schedule=STEP_DECAY),
     "cosine_restarts": dict(lr=1e-3, schedule=COSINE_RESTARTS),
+    # the same three as the report's code ran them: epoch schedules stepped every batch (docs/report-bugs.md)
+    "warmup_cosine_as_run": dict(lr=1e-3, schedule={**WARMUP_COSINE, "stepped_every": "batch"}),
+    "step_decay_as_run": dict(lr=1e-3, schedule={**STEP_DECAY, "stepped_every": "batch"}),
+    "cosine_restarts_as_run": dict(lr=1e-3, schedule={**COSINE_RESTARTS, "stepped_every": "batch"}),
     "strided": dict(model_options={"downsample": "stride"}),
     "gap": dict(model_options={"head": "gap"}),
     # what the report's text describes: every exploration at once
@@ -56,12 +63,13 @@ def level_e(variant: str = "basic", profile: str = "full", seed: int = 0, epochs
 
 # Level A (ResNet18, SE-ResNet18, ConvNeXt; ViT later): one data and training recipe, per-model optimiser.
 LEVEL_A = dict(
-    val_size=500,  # 49,500 train / 500 validation, seeded; the official 10,000 are the test set
+    model_options={}, val_size=500,  # 49,500 train / 500 validation, seeded; the official 10,000 are the test set
     mean=CIFAR10_MEAN, std=CIFAR10_STD,  # CIFAR-10's statistics for CIFAR-100 too, as the scripts did
     augment=LEVEL_A_AUGMENT,  # crop 4, flip, translate 0.1, colour jitter, rotation 15, Cutout 8
     epochs=50, batch_size=256, eval_batch_size=500,
-    optimizer="adamw", label_smoothing=0.1,
+    optimizer="adamw", label_smoothing=0.1, grad_clip=0.0,
     schedule={"name": "cosine"},  # T_max = epochs, stepped per epoch, no warm-up
+    monitor_test=False,
 )
 LEVEL_A_MODELS = {
     "resnet18": dict(lr=1e-3, weight_decay=5e-4),
@@ -82,20 +90,20 @@ def level_a(model: str = "resnet18", dataset: str = "cifar10", profile: str = "f
     if dataset not in LEVEL_A_CLASSES:
         raise ValueError(f"Unknown Level A data set {dataset!r}: use cifar10 or cifar100.")
     settings = {**LEVEL_A, **LEVEL_A_MODELS[model]}
-    cfg = RunConfig(experiment=f"a_{model}", model=model, source=dataset, report_dataset=dataset,
+    cfg = RunConfig(experiment=f"a_{model}", model=model, dataset=dataset, source=dataset,
                     num_classes=LEVEL_A_CLASSES[dataset], **settings)
     # smoke: fewer images than Level E, since ConvNeXt trains at about 10 images/s on a 2-core CPU
     return _for_profile(cfg, profile, seed, epochs, source, smoke_sizes=(128, 64))
 
 
 # Supervised contrastive pretraining on CIFAR-100, then a classifier on the frozen encoder.
-SUPCON_DATA = dict(source="cifar100", report_dataset="cifar100", num_classes=100, val_size=500,
-                   mean=IMAGENET_MEAN, std=IMAGENET_STD, batch_size=256, optimizer="adamw")
+SUPCON_DATA = dict(dataset="cifar100", source="cifar100", num_classes=100, val_size=500,
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD, batch_size=256, optimizer="adamw", grad_clip=0.0)
 SUPCON_PRETRAIN = dict(
     model="supcon_resnet18",  # the CIFAR-stem ResNet18 encoder under a 512 -> 128 projection head
     augment=(SUPCON_VIEW1, SUPCON_VIEW2),  # two differently augmented views of every image
     loss="supcon", temperature=0.07,  # Khosla et al.; "supcon_with_self" is the report script's variant
-    epochs=100, lr=1e-3, weight_decay=1e-4,
+    epochs=100, lr=1e-3, weight_decay=1e-4, label_smoothing=0.0,
     schedule={"name": "warmup_cosine", "warmup": 5, "start_factor": 0.01},  # 5 epochs from 1 % of the rate
 )
 SUPCON_CLASSIFIER = dict(
@@ -118,9 +126,9 @@ def supcon_classifier(pretrain: RunConfig, head: str = "mlp", epochs=None) -> Ru
         raise ValueError(f"Unknown classifier head {head!r}: use mlp (the report's) or linear (a probe).")
     cfg = RunConfig(experiment="a_supcon" if head == "mlp" else "a_supcon_linear", model=f"supcon_{head}",
                     # the encoder's run and config: a retrained encoder makes this another run
-                    model_options={"encoder_run": pretrain.run_id, "encoder_config": pretrain.fingerprint()},
-                    **{**SUPCON_DATA, "source": pretrain.source, "report_dataset": pretrain.report_dataset},
-                    **SUPCON_CLASSIFIER)
+                    encoder=f"{pretrain.run_id}@{pretrain.fingerprint()}",
+                    **{**SUPCON_DATA, "source": pretrain.source, "dataset": pretrain.dataset},
+                    **SUPCON_CLASSIFIER, source_path=pretrain.source_path)
     cfg = _for_profile(cfg.replace(synthetic_sizes=pretrain.synthetic_sizes), pretrain.profile, pretrain.seed,
                        epochs, None, smoke_sizes=pretrain.synthetic_sizes)
     # a classifier on a shortened encoder is a shortened result too, whatever its own epochs
@@ -129,15 +137,15 @@ def supcon_classifier(pretrain: RunConfig, head: str = "mlp", epochs=None) -> Ru
 
 # Noisy labels (report 4.2.3): the report's ImageNette recipe, and the same on CIFAR-10 with the CIFAR ResNet18.
 NOISE_TRAINING = dict(epochs=30, batch_size=256, optimizer="adamw", lr=1e-3, weight_decay=5e-4,
-                      schedule={"name": "cosine"}, label_smoothing=0.1,
+                      schedule={"name": "cosine"}, label_smoothing=0.1, grad_clip=0.0, model_options={},
                       monitor_test=True)  # test accuracy per epoch for the report's Figure 3; never used to select
 NOISE_DATA = {
     # train folder -> 9,000 train / 469 validation; val folder = test; 128 px; crop 128 with padding 16 + flip
     "imagenette": dict(model="resnet18_imagenet", source="imagenette", num_classes=10, image_size=128, val_size=469,
-                       mean=IMAGENET_MEAN, std=IMAGENET_STD, augment=("crop=16", "flip")),
+                       mean=IMAGENET_MEAN, std=IMAGENET_STD, augment=(op("crop", padding=16), op("flip", p=0.5))),
     # not in the report: CIFAR-10 as the Co-teaching paper used it, with the CIFAR stem and CIFAR augmentation
     "cifar10": dict(model="resnet18", source="cifar10", num_classes=10, val_size=500,
-                    mean=CIFAR10_MEAN, std=CIFAR10_STD, augment=("crop=4", "flip")),
+                    mean=CIFAR10_MEAN, std=CIFAR10_STD, augment=(op("crop", padding=4), op("flip", p=0.5))),
 }
 NOISE_SHORT = {"symmetric": "sym", "symmetric_exclusive": "symx", "pair": "pair"}
 
@@ -152,10 +160,27 @@ def noisy_labels(dataset: str = "imagenette", kind: str = "symmetric", rate: flo
                          f"and one of {', '.join(NOISE_SHORT)}.")
     method = "coteach" if coteaching else "ce"
     experiment = "noise_clean" if rate == 0 and not coteaching else f"noise_{NOISE_SHORT[kind]}{round(rate * 100)}_{method}"
-    cfg = RunConfig(experiment=experiment, report_dataset=dataset, **NOISE_DATA[dataset], **NOISE_TRAINING,
+    cfg = RunConfig(experiment=experiment, dataset=dataset, **NOISE_DATA[dataset], **NOISE_TRAINING,
                     label_noise={"kind": kind, "rate": rate} if rate else {},
                     coteaching={"forget_rate": rate, "ramp_epochs": ramp_epochs} if coteaching else {})
     return _for_profile(cfg, profile, seed, epochs, source, smoke_sizes=(128, 64))
+
+
+def cifar10_noise_runs(profile: str = "full", seed: int = LEVEL_A_SEED, epochs=None, source=None) -> dict:
+    """The noisy-label runs on CIFAR-10 (not in the report): its 30 % symmetric setting, then the Co-teaching
+    paper's settings, 45 % pair and 50 % symmetric, where a noisy label is always one of the other classes."""
+    def run(kind="symmetric", rate=0.0, coteaching=False, ramp_epochs=0):
+        return noisy_labels("cifar10", kind, rate, coteaching=coteaching, ramp_epochs=ramp_epochs, profile=profile,
+                            seed=seed, epochs=epochs, source=source)
+    return {
+        "no noise": run(),
+        "30% symmetric": run("symmetric", 0.3),
+        "30% symmetric + Co-teaching": run("symmetric", 0.3, coteaching=True),
+        "45% pair": run("pair", 0.45),
+        "45% pair + Co-teaching (ramp)": run("pair", 0.45, coteaching=True, ramp_epochs=10),
+        "50% symmetric": run("symmetric_exclusive", 0.5),
+        "50% symmetric + Co-teaching (ramp)": run("symmetric_exclusive", 0.5, coteaching=True, ramp_epochs=10),
+    }
 
 
 def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_sizes=(512, 256)) -> RunConfig:
@@ -170,9 +195,7 @@ def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_
             changes["val_size"] = SMOKE_VAL_SIZE
     if source:
         changes["source"] = source
-        if source in ("cifar10", "cifar100"):
-            changes["report_dataset"] = source
-    if epochs:
+    if epochs is not None:
         changes["epochs"] = int(epochs)
         if profile == "full" and changes["epochs"] != cfg.epochs:
             changes["shortened"] = True

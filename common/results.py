@@ -10,14 +10,19 @@ import pandas as pd
 
 # One row per run in results/<notebook>.csv; the summary reads these columns.
 RESULT_FIELDS = [
-    "run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile", "seed", "epochs",
-    "shortened",  # True: trained for fewer (or more) epochs than the recipe (--epochs); missing in older CSVs: False
+    "run_id", "notebook", "experiment", "model",
+    "dataset",  # the report's data set the run stands for: cifar10 | cifar100 | imagenette
+    "source",  # the images it trained on: cifar10 (original files), imagefolder:NAME-DIGEST, synthetic, ...
+    "profile", "seed", "epochs",
+    "shortened",  # True: trained for fewer (or more) epochs than the recipe (--epochs)
     "best_epoch", "val_acc_best", "test_acc_best", "test_loss_best",
-    "test_acc_final", "test_loss_final", "params", "wall_seconds", "train_images_per_s", "noise_changed", "device",
+    "test_acc_final", "test_loss_final",  # test losses are plain cross-entropy, label smoothing or not
+    "params", "wall_seconds", "train_images_per_s", "noise_changed", "device",
+    "precision",  # what the forward pass computed in: fp32, bf16 or fp16 (autocast)
     "torch", "git_commit", "config_hash", "finished_at",
 ]
-TEXT_FIELDS = ["run_id", "notebook", "experiment", "model", "dataset", "report_dataset", "profile",
-               "device", "torch", "git_commit", "config_hash", "finished_at"]  # never parsed as numbers
+TEXT_FIELDS = ["run_id", "notebook", "experiment", "model", "dataset", "source", "profile",
+               "device", "precision", "torch", "git_commit", "config_hash", "finished_at"]  # never parsed as numbers
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
                   "seconds", "train_seconds",
                   # noisy-label runs: training accuracy against the clean labels, and the share of truly clean
@@ -92,7 +97,6 @@ def read_results(path: Path) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=RESULT_FIELDS)
     frame = pd.read_csv(path, dtype={field: str for field in TEXT_FIELDS})
-    # an older CSV lacks newer columns; its runs predate --epochs, so they were not shortened
     frame = frame.reindex(columns=list(dict.fromkeys(RESULT_FIELDS + list(frame.columns))))
     frame["shortened"] = shortened_flags(frame["shortened"])
     return frame

@@ -31,8 +31,10 @@ def _cosine(opt, steps_per_epoch, epochs, eta_min=0.0):
     return lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=eta_min), "epoch"
 
 
-def _warmup_cosine(opt, steps_per_epoch, epochs, warmup=5, start_factor=0.01, eta_min=0.0):
-    warm = lr_scheduler.LinearLR(opt, start_factor=start_factor, end_factor=1.0, total_iters=warmup)
+def _warmup_cosine(opt, steps_per_epoch, epochs, warmup=5, start_factor=0.01, eta_min=0.0, ramp=None):
+    """`warmup` steps of linear warm-up from start_factor, reaching the full rate after `ramp` of them (default:
+    all, so the rate is full only when the cosine starts), then cosine annealing over the rest."""
+    warm = lr_scheduler.LinearLR(opt, start_factor=start_factor, end_factor=1.0, total_iters=ramp or warmup)
     cosine = lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs - warmup), eta_min=eta_min)
     return lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[warmup]), "epoch"
 

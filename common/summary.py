@@ -103,24 +103,14 @@ def _table_row(published: pd.Series, runs: pd.DataFrame) -> dict:
 
 
 def _is_shortened(results: pd.DataFrame) -> pd.Series:
-    """Which runs were shortened with --epochs (a CSV from before the column: none)."""
-    if "shortened" not in results:
-        return pd.Series(False, index=results.index)
+    """Which runs were shortened with --epochs."""
     return shortened_flags(results["shortened"]).astype(bool)
-
-
-def _report_dataset(results: pd.DataFrame) -> pd.Series:
-    """The report's data set each run stands for (a smoke or image-folder run names the one it reproduces)."""
-    dataset = results["dataset"].astype(object)
-    if "report_dataset" in results:
-        dataset = results["report_dataset"].astype(object).where(results["report_dataset"].notna(), dataset)
-    return dataset
 
 
 def shortened_runs(results: pd.DataFrame) -> pd.DataFrame:
     """The runs shortened with --epochs, one line each: they are listed apart, never compared with the report."""
     runs = results[_is_shortened(results)]
-    dataset = _report_dataset(runs)
+    dataset = runs["dataset"]
     return pd.DataFrame([{"run": run["run_id"], "experiment": run["experiment"], "dataset": dataset[index],
                           "epochs": _epochs(pd.Series([run["epochs"]])),
                           "test acc (best val)": _accuracy(run["test_acc_best"]),
@@ -132,7 +122,7 @@ def report_tables(results: pd.DataFrame) -> dict:
     """For each report table, in order: its published rows beside our matching full-length runs."""
     published = published_table()
     results = results[~_is_shortened(results)]  # a run shortened with --epochs is not the report's recipe
-    dataset = _report_dataset(results)
+    dataset = results["dataset"]
     tables = {}
     for name in TABLES:
         rows = []
@@ -185,7 +175,7 @@ def write_summary(profile: str) -> Path:
 def _published_for(row: dict) -> float:
     """The report's accuracy for a run's experiment and data set (NaN where it published none)."""
     published = published_table()
-    dataset = row.get("report_dataset") or row["dataset"]
+    dataset = row["dataset"]
     match = published[(published["experiment"] == row["experiment"]) & (published["dataset"] == dataset)]
     return float(match["acc"].iloc[0]) if not match.empty else math.nan
 
@@ -237,7 +227,7 @@ def ordering_check(rows: list, noise: float = 0.005) -> pd.DataFrame:
 def architecture_table(rows: list) -> pd.DataFrame:
     """Parameters, training throughput and accuracy of several runs, one line each (from their results rows)."""
     frame = pd.DataFrame([{
-        "model": row["model"], "dataset": row.get("report_dataset") or row["dataset"],
+        "model": row["model"], "dataset": row["dataset"],
         "parameters": f"{int(row['params']):,}",
         "train images/s": round(_number(row.get("train_images_per_s")), 1),
         "device": row["device"], "wall time": _duration(row["wall_seconds"]),

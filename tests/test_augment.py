@@ -9,7 +9,7 @@ from torch.overrides import TorchFunctionMode
 from torchvision.transforms.v2 import functional as TF
 
 from common.augment import (LEVEL_A_AUGMENT, ColorJitter, Compose, Cutout, RandomCrop, RandomFlip,
-                            RandomRotation, RandomTranslate, build_augment, normalize)
+                            RandomRotation, RandomTranslate, build_augment, normalize, op)
 from common.imageops import (adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, hsv_to_rgb,
                              rgb_to_hsv, rotate)
 from common.loader import DeviceLoader
@@ -51,10 +51,10 @@ def test_level_a_chain_keeps_shape_dtype_and_range():
 def test_each_sample_gets_its_own_parameters():
     image = images(1, seed=3)
     batch = image.expand(64, -1, -1, -1).contiguous()
-    for spec in (LEVEL_A_AUGMENT, ("crop=4",), ("jitter=0.4,0.4,0.4,0.1",), ("rotate=15",)):
+    for spec in (LEVEL_A_AUGMENT, (op("crop", padding=4),), (op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),), (op("rotate", degrees=15),)):
         out = build_augment(spec)(batch, gen(2))
         distinct = torch.unique(out.flatten(1), dim=0)
-        assert len(distinct) >= (60 if spec == LEVEL_A_AUGMENT or "jitter" in spec[0] else 30), spec
+        assert len(distinct) >= (60 if spec == LEVEL_A_AUGMENT or spec[0]["op"] == "jitter" else 30), spec
 
 
 def test_same_seed_same_output_different_seed_different():
@@ -234,35 +234,44 @@ def test_build_augment_parses_the_level_a_spec():
     assert [op for op, _, _ in jitter.ops] == [adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue]
     assert [bound for _, low, high in jitter.ops for bound in (low, high)] == pytest.approx(
         [0.6, 1.4, 0.6, 1.4, 0.6, 1.4, -0.1, 0.1])
-    assert LEVEL_A_AUGMENT == ("crop=4", "flip", "translate=0.1", "jitter=0.4,0.4,0.4,0.1", "rotate=15", "cutout=8")
+    assert LEVEL_A_AUGMENT == (op("crop", padding=4), op("flip"), op("translate", fraction=0.1), op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1), op("rotate", degrees=15), op("cutout", size=8))
 
 
-@pytest.mark.parametrize("item,words", [
-    ("blur=3", ["'blur'", "crop", "flip", "translate", "jitter", "rotate", "cutout"]),
-    ("jitter=0.4,x", ["'jitter=0.4,x'", "jitter[=brightness,contrast,saturation,hue]"]),
-    ("jitter=0.4,,0.4", ["'jitter=0.4,,0.4'", "comma-separated numbers"]),
-    ("crop=", ["'crop='", "comma-separated numbers"]),
-    ("rotate=nan", ["'rotate=nan'", "comma-separated numbers"]),
-    ("jitter=1,2,3,4,5", ["'jitter=1,2,3,4,5'", "5 numbers", "at most 4", "brightness, contrast, saturation, hue"]),
-    ("crop=4.5", ["crop padding", "whole number", "4.5"]),
-    ("cutout=0", ["cutout size", ">= 1"]),
-    ("rotate=-5", ["rotate degrees", ">= 0"]),
-    ("flip=1.5", ["flip probability", "[0, 1]"]),
-    ("jitter=0.4,0.4,0.4,0.7", ["hue <= 0.5"]),
+@pytest.mark.parametrize("name,params,words", [
+    ("blur", {}, ["'blur'", "crop(padding)", "flip(p)", "translate", "jitter", "rotate", "cutout"]),
+    ("jitter", {"strength": 0.4}, ["'jitter'", "no parameter strength", "brightness, contrast, saturation, hue"]),
+    ("rotate", {"degrees": float("nan")}, ["'rotate'", "finite numbers"]),
+    ("crop", {"padding": "4"}, ["'crop'", "finite numbers"]),
+    ("crop", {"padding": 4.5}, ["crop padding", "whole number", "4.5"]),
+    ("cutout", {"size": 0}, ["cutout size", ">= 1"]),
+    ("rotate", {"degrees": -5}, ["rotate degrees", ">= 0"]),
+    ("flip", {"p": 1.5}, ["flip probability", "[0, 1]"]),
+    ("jitter", {"hue": 0.7}, ["hue <= 0.5"]),
 ])
-def test_build_augment_rejects_bad_specs_with_one_clear_sentence(item, words):
+def test_build_augment_rejects_bad_specs_with_one_clear_sentence(name, params, words):
     with pytest.raises(ValueError) as err:
-        build_augment(("flip", item))
+        build_augment((op("flip"), {"op": name, **params}))
     message = str(err.value)
     assert "\n" not in message and message.endswith(".")
     for word in words:
         assert word in message, (word, message)
 
 
+def test_a_recipe_step_writes_out_every_parameter():
+    assert op("jitter", hue=0.05) == {"op": "jitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.05}
+    with pytest.raises(ValueError, match="no parameter size"):
+        op("flip", size=3)
+
+
+def test_build_augment_refuses_the_old_string_specs():
+    with pytest.raises(ValueError, match="op\\(name, \\*\\*params\\)"):
+        build_augment(("flip", "translate=0.1"))
+
+
 def test_build_augment_reads_whole_numbers_as_ints():
-    assert build_augment(("crop=2",)).ops[0].padding == 2 and isinstance(build_augment(("cutout=8",)).ops[0].size, int)
-    assert build_augment(("flip=0.25",)).ops[0].p == 0.25 and build_augment(None) is None
-    assert math.isclose(build_augment(("jitter=0.2",)).ops[0].ops[0][1], 0.8)
+    assert build_augment((op("crop", padding=2),)).ops[0].padding == 2 and isinstance(build_augment((op("cutout", size=8),)).ops[0].size, int)
+    assert build_augment((op("flip", p=0.25),)).ops[0].p == 0.25 and build_augment(None) is None
+    assert math.isclose(build_augment((op("jitter", brightness=0.2),)).ops[0].ops[0][1], 0.8)
 
 
 # ----------------------------------------------------------------------------- on a GPU

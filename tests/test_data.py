@@ -9,7 +9,7 @@ import torchvision
 from PIL import Image
 
 from common import data
-from common.augment import Compose, Cutout, RandomFlip, RandomTranslate, build_augment, normalize
+from common.augment import Compose, Cutout, RandomFlip, RandomTranslate, build_augment, normalize, op
 from common.config import CIFAR10_MEAN, CIFAR10_STD, HALF_MEAN, HALF_STD
 from common.data import DataUnavailable, ImageSet
 from common.loader import DeviceLoader
@@ -374,15 +374,14 @@ def test_cutout_zeroes_one_8x8_square_inside_every_image():
 
 def test_build_augment_parses_spec_and_rejects_unknown_names():
     assert build_augment(None) is None and build_augment(()) is None
-    chain = build_augment(("flip", "translate=0.1", "cutout=8"))
+    chain = build_augment((op("flip"), op("translate", fraction=0.1), op("cutout", size=8)))
     assert isinstance(chain, Compose)
-    assert [type(op) for op in chain.ops] == [RandomFlip, RandomTranslate, Cutout]
+    assert [type(step) for step in chain.ops] == [RandomFlip, RandomTranslate, Cutout]
     assert chain.ops[1].fraction == 0.1 and chain.ops[2].size == 8
-    assert build_augment(("flip=0.25",)).ops[0].p == 0.25
+    assert build_augment((op("flip", p=0.25),)).ops[0].p == 0.25
     with pytest.raises(ValueError) as err:
-        build_augment(("flip", "blur=3"))
-    assert "rotate" in str(err.value)
-    for known in ("flip", "translate", "cutout"):
+        build_augment((op("flip"), {"op": "blur", "kernel": 3}))
+    for known in ("rotate", "flip", "translate", "cutout"):
         assert known in str(err.value)
 
 
@@ -400,7 +399,7 @@ def loader_data(n=50, h=8, w=8, seed=0):
     return x, torch.arange(n)
 
 
-@pytest.mark.parametrize("augment", [None, ("flip", "translate=0.1", "cutout=4")])
+@pytest.mark.parametrize("augment", [None, (op("flip"), op("translate", fraction=0.1), op("cutout", size=4))])
 def test_loader_sees_every_sample_once_per_epoch(augment):
     x, y = loader_data(50)
     loader = DeviceLoader(x, y, batch_size=8, mean=HALF_MEAN, std=HALF_STD, augment=build_augment(augment))
@@ -426,7 +425,7 @@ def test_loader_batches_hold_the_right_images_normalised():
 
 def test_loader_order_depends_on_epoch_and_seed_only():
     x, y = loader_data(64)
-    spec = build_augment(("flip", "translate=0.1"))
+    spec = build_augment((op("flip"), op("translate", fraction=0.1)))
     make = lambda seed: DeviceLoader(x, y, 16, HALF_MEAN, HALF_STD, augment=spec, seed=seed)  # noqa: E731
     loader = make(0)
 
@@ -455,7 +454,7 @@ def test_loader_without_shuffle_keeps_order():
 def test_loader_output_range_matches_unit_inputs():
     x = torch.tensor([0, 255], dtype=torch.uint8).repeat(40 * 3 * 8 * 4).view(40, 3, 8, 8)
     loader = DeviceLoader(x, torch.arange(40), 16, HALF_MEAN, HALF_STD,
-                          augment=build_augment(("flip", "translate=0.1", "cutout=4")))
+                          augment=build_augment((op("flip"), op("translate", fraction=0.1), op("cutout", size=4))))
     values = torch.cat([images for images, _ in loader])
     assert values.min() == -1.0 and values.max() == 1.0  # [0, 1] -> [-1, 1] with mean = std = 0.5
     loader = DeviceLoader(x, torch.arange(40), 16, CIFAR10_MEAN, CIFAR10_STD)
@@ -470,7 +469,7 @@ def test_loader_augments_each_sample_differently():
     image = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8, generator=gen(3))
     x = image.expand(64, -1, -1, -1).contiguous()
     loader = DeviceLoader(x, torch.arange(64), 64, HALF_MEAN, HALF_STD,
-                          augment=build_augment(("flip", "translate=0.1")))
+                          augment=build_augment((op("flip"), op("translate", fraction=0.1))))
     (images, _), = list(loader)
     distinct = torch.unique(images.flatten(1), dim=0)
     assert len(distinct) >= 10  # per-sample parameters, not one draw per batch
@@ -479,7 +478,7 @@ def test_loader_augments_each_sample_differently():
 def test_loader_channels_last():
     x, y = loader_data(10)
     loader = DeviceLoader(x, y, 4, HALF_MEAN, HALF_STD, channels_last=True,
-                          augment=build_augment(("flip", "translate=0.1")))
+                          augment=build_augment((op("flip"), op("translate", fraction=0.1))))
     for images, _ in loader:
         assert images.is_contiguous(memory_format=torch.channels_last)
         assert not images.is_contiguous()

@@ -93,9 +93,9 @@ def test_shares_of_each_batch_partition_it_and_weights_restore_the_batch_mean():
 
 
 def test_other_processes_draw_their_own_augmentation():
-    from common.augment import build_augment
+    from common.augment import build_augment, op
 
-    rank0, rank1 = shares(2, n=16, batch=16, augment=build_augment(("cutout=2",)))
+    rank0, rank1 = shares(2, n=16, batch=16, augment=build_augment((op("cutout", size=2),)))
     (images0, _), = list(rank0)
     (images1, _), = list(rank1)
     holes0 = (images0 == -1).all(1).flatten(1).float().argmax(1)  # where each image's hole starts
@@ -113,6 +113,7 @@ def test_a_loader_made_for_other_processes_is_refused_before_training():
     from common.train import fit
 
     loader, _ = shares(2)  # a share for two processes, in a single one
-    cfg = RunConfig(experiment="x", model="tiny", source="synthetic", epochs=1, batch_size=8)
+    cfg = RunConfig(dataset="cifar10", mean=(0.5,) * 3, std=(0.5,) * 3, schedule={"name": "constant"},
+                    experiment="x", model="tiny", source="synthetic", num_classes=10, epochs=1, augment=(), optimizer="adam", lr=1e-3, batch_size=8)
     with pytest.raises(ValueError, match="shared by 2 process"):
         fit(torch.nn.Linear(48, 10), loader, None, cfg, progress=False)

@@ -28,7 +28,8 @@ def network():
 def run(images: int, epochs: int = 1, device="cpu", **options):
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (images, 3, 8, 8), dtype=torch.uint8, generator=gen)
-    cfg = RunConfig(experiment="fast", model="tiny", source="synthetic", num_classes=4, epochs=epochs,
+    cfg = RunConfig(dataset="cifar10", mean=(0.5,) * 3, std=(0.5,) * 3, schedule={"name": "constant"},
+                    experiment="fast", model="tiny", source="synthetic", num_classes=4, epochs=epochs,
                     batch_size=8, optimizer="sgd", lr=0.1, augment=(), seed=2)
     loader = DeviceLoader(x, torch.randint(0, 4, (images,), generator=gen), 8, (0.5,) * 3, (0.5,) * 3,
                           augment=None, seed=2, device=device)

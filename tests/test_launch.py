@@ -57,7 +57,7 @@ def test_ddp_launches_torchrun_and_the_main_process_records_the_run(root, monkey
 
 
 def test_a_failed_launch_names_the_cause_and_the_way_out(root, monkeypatch):
-    cfg = micro(source="imagefolder:/no/such/folder")
+    cfg = micro(source="imagefolder:gone-0123456789", source_path="/no/such/folder")
     monkeypatch.setenv(launch.PARALLEL_ENV, "ddp")
     monkeypatch.setenv(launch.GPUS_ENV, "2")
     with pytest.raises(launch.LaunchFailed, match=r"(?s)failed.*/no/such/folder.*REPRO_PARALLEL=off"):

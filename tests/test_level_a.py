@@ -126,7 +126,7 @@ def test_each_model_takes_a_training_step_on_cpu(name):
 
 def test_level_a_recipe_is_the_reports():
     cfg = recipes.level_a("convnext", "cifar100")
-    assert (cfg.experiment, cfg.model, cfg.source, cfg.report_dataset) == ("a_convnext", "convnext", "cifar100", "cifar100")
+    assert (cfg.experiment, cfg.model, cfg.source, cfg.dataset) == ("a_convnext", "convnext", "cifar100", "cifar100")
     assert cfg.num_classes == 100 and cfg.val_size == 500 and cfg.seed == 42
     assert cfg.mean == CIFAR10_MEAN and cfg.std == CIFAR10_STD  # CIFAR-10 statistics for CIFAR-100 too
     assert cfg.augment == LEVEL_A_AUGMENT and cfg.label_smoothing == 0.1
@@ -138,7 +138,7 @@ def test_level_a_recipe_is_the_reports():
 
 def test_level_a_smoke_profile_keeps_a_small_validation_split():
     cfg = recipes.level_a("resnet18", "cifar100", profile="smoke")
-    assert cfg.source == "synthetic" and cfg.report_dataset == "cifar100" and cfg.num_classes == 100
+    assert cfg.source == "synthetic" and cfg.dataset == "cifar100" and cfg.num_classes == 100
     assert 0 < cfg.val_size < cfg.synthetic_sizes[0] // 2
     # both stand-ins are synthetic data, yet they are different runs with their own checkpoints
     assert cfg.run_id != recipes.level_a("resnet18", "cifar10", profile="smoke").run_id
@@ -160,7 +160,7 @@ def test_level_a_run_records_both_tests_and_its_training_throughput(tmp_path, mo
         synthetic_sizes=(160, 64), val_size=32, batch_size=32)
     result = run_experiment(cfg, notebook="03_test", progress=False)
     row, history = result.row, result.history
-    assert row["experiment"] == "a_resnet18" and row["report_dataset"] == "cifar100"
+    assert row["experiment"] == "a_resnet18" and row["dataset"] == "cifar100" and row["source"] == "synthetic"
     assert 1 <= row["best_epoch"] <= cfg.epochs and len(history) == cfg.epochs
     for key in ("test_acc_best", "test_acc_final"):
         assert 0 <= row[key] <= 1

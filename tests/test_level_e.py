@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from common import recipes
+from common.augment import op
 from common.config import config_differences
 from common.experiment import run_experiment, trace_steps
 from common.summary import compare_runs, ordering_check
@@ -32,7 +33,7 @@ def changes(variant):
 
 def test_each_variant_changes_only_what_the_report_changed():
     assert changes("ls_cutout") == {"label_smoothing", "augment"}
-    assert recipes.level_e("ls_cutout").augment == ("flip", "translate=0.1", "cutout=8")
+    assert recipes.level_e("ls_cutout").augment == (op("flip"), op("translate", fraction=0.1), op("cutout", size=8))
     for variant, name in (("warmup_cosine", "warmup_cosine"), ("step_decay", "step"),
                           ("cosine_restarts", "cosine_restarts")):
         cfg = recipes.level_e(variant)
@@ -48,9 +49,9 @@ def test_combined_is_the_texts_combination_and_as_run_the_scripts():
     combined, as_run = recipes.level_e("combined"), recipes.level_e("combined_as_run")
     assert combined.model_options == {"downsample": "stride", "head": "gap"}
     assert combined.schedule == recipes.COSINE_RESTARTS and combined.label_smoothing == 0.1
-    assert "cutout=8" in combined.augment
+    assert op("cutout", size=8) in combined.augment
     assert as_run.model_options == {"head": "gap"} and as_run.schedule["name"] == "cyclic"
-    assert as_run.label_smoothing == 0.1 and "cutout=8" in as_run.augment
+    assert as_run.label_smoothing == 0.1 and op("cutout", size=8) in as_run.augment
     assert "downsample" in config_differences(as_run.to_dict(), combined.to_dict())
 
 

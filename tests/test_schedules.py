@@ -144,3 +144,10 @@ def test_unknown_schedule_and_bad_options_are_refused():
         build_schedule(opt, {"name": "step", "step_sise": 10}, 10, 3)
     with pytest.raises(ValueError, match="stepped_every"):
         build_schedule(opt, {"name": "step", "stepped_every": "week"}, 10, 3)
+
+
+def test_table4_warmup_follows_the_reports_factors_then_cosine():
+    from common.recipes import WARMUP_COSINE
+    trace = lr_trace(WARMUP_COSINE, 1, 30, lr=1.0)  # one step an epoch: the rate each epoch trains with
+    assert trace[:6] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    assert trace[17] == pytest.approx(0.5 * (1 + math.cos(math.pi * 12 / 25)))

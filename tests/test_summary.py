@@ -11,7 +11,7 @@ from common.results import RESULT_FIELDS
 def run_row(experiment, dataset, seed, acc, loss=0.5, wall=1860.0, **extra):
     row = {field: None for field in RESULT_FIELDS}
     row.update(run_id=f"{experiment}-{dataset}-s{seed}", notebook="nb", experiment=experiment,
-               model="m", dataset=dataset, seed=seed, epochs=30, best_epoch=29,
+               model="m", dataset=dataset, source=dataset, seed=seed, epochs=30, best_epoch=29, shortened=False,
                val_acc_best=acc, test_acc_best=acc, test_loss_best=loss,
                test_acc_final=acc - 0.01, test_loss_final=loss, wall_seconds=wall)
     row.update(extra)
@@ -130,8 +130,8 @@ def test_full_summary_written_in_the_repository_results(root):
 
 def test_run_on_another_source_stands_for_its_report_dataset(root):
     # a smoke run on generated data fills the row of the data set its recipe reproduces, no other
-    write_rows("smoke", "01_basic_vgg.csv", [run_row("e_basic", "synthetic", 0, 0.55, report_dataset="cifar10"),
-                                             run_row("a_resnet18", "synthetic", 0, 0.2, report_dataset="cifar100")])
+    write_rows("smoke", "01_basic_vgg.csv", [run_row("e_basic", "cifar10", 0, 0.55, source="synthetic"),
+                                             run_row("a_resnet18", "cifar100", 0, 0.2, source="synthetic")])
     tables = summary.report_tables(summary.collect_results("smoke"))
     assert table_row(tables, "Level E", "VGG basic", "cifar10")["ours (best val)"] == "0.5500"
     assert table_row(tables, "Table 1", "Baseline ResNet18", "cifar10")["ours (best val)"] == summary.NOT_RUN
@@ -139,7 +139,7 @@ def test_run_on_another_source_stands_for_its_report_dataset(root):
 
 
 def test_compare_with_report_puts_one_run_beside_the_published_number():
-    row = run_row("e_basic", "imagefolder-cifar10jpg", 0, 0.81, report_dataset="cifar10")
+    row = run_row("e_basic", "cifar10", 0, 0.81, source="imagefolder:cifar10-jpeg-27d093021b")
     frame = summary.compare_with_report(row)
     assert frame["test accuracy"].tolist() == [0.8392, 0.81, pytest.approx(0.80)]
     assert frame["difference to report"].iloc[1] == pytest.approx(-0.0292)
@@ -170,18 +170,3 @@ def test_only_shortened_runs_leave_the_report_row_not_run(root):
     row = table_row(summary.report_tables(results), "Level E", "VGG basic", "cifar10")
     assert row["ours (best val)"] == summary.NOT_RUN
     assert len(summary.shortened_runs(results)) == 1
-
-
-def test_results_csv_without_the_shortened_column_still_works(root):
-    old_fields = [field for field in RESULT_FIELDS if field != "shortened"]
-    path = results_dir("full") / "01_basic_vgg.csv"
-    path.parent.mkdir(parents=True)
-    pd.DataFrame([run_row("e_basic", "cifar10", 0, 0.8292)], columns=old_fields).to_csv(path, index=False)
-    assert "shortened" not in pd.read_csv(path).columns
-    results = summary.collect_results("full")
-    assert table_row(summary.report_tables(results), "Level E", "VGG basic", "cifar10")["ours (best val)"] == "0.8292"
-    assert summary.shortened_runs(results).empty
-    without = results.drop(columns="shortened")  # a frame built elsewhere, without the column at all
-    assert table_row(summary.report_tables(without), "Level E", "VGG basic", "cifar10")["run"] == "e_basic-cifar10-s0"
-    assert summary.shortened_runs(without).empty
-    assert summary.SHORTENED_HEADING not in summary.write_summary("full").read_text()

@@ -217,18 +217,18 @@ def test_views_run_on_a_whole_batch_without_a_loop_over_samples(spec):
     assert count_torch_calls(chain, images(300), gen(0)) == count_torch_calls(chain, images(2), gen(0))
 
 
-@pytest.mark.parametrize("item,words", [
-    ("resized_crop=0.5,0.2", ["resized_crop scale", "0.5, 0.2"]),
-    ("resized_crop=0.2,1,2,1", ["resized_crop ratio"]),
-    ("grayscale=1.5", ["grayscale probability", "[0, 1]"]),
-    ("gaussian_blur=4", ["gaussian_blur kernel", "odd"]),
-    ("gaussian_blur=3,0,2", ["gaussian_blur sigma"]),
-    ("jitter_p=1.5", ["jitter_p probability"]),
-    ("jitter_p=0.8,0.4,0.4,0.4,0.1,3", ["6 numbers", "p, brightness, contrast, saturation, hue"]),
+@pytest.mark.parametrize("name,params,words", [
+    ("resized_crop", {"scale_low": 0.5, "scale_high": 0.2}, ["resized_crop scale", "0.5, 0.2"]),
+    ("resized_crop", {"scale_low": 0.2, "scale_high": 1, "ratio_low": 2, "ratio_high": 1}, ["resized_crop ratio"]),
+    ("grayscale", {"p": 1.5}, ["grayscale probability", "[0, 1]"]),
+    ("gaussian_blur", {"kernel": 4}, ["gaussian_blur kernel", "odd"]),
+    ("gaussian_blur", {"kernel": 3, "sigma_low": 0, "sigma_high": 2}, ["gaussian_blur sigma"]),
+    ("jitter_p", {"p": 1.5}, ["jitter_p probability"]),
+    ("jitter_p", {"q": 3}, ["no parameter q", "p, brightness, contrast, saturation, hue"]),
 ])
-def test_new_ops_reject_bad_specs_with_one_clear_sentence(item, words):
+def test_new_ops_reject_bad_specs_with_one_clear_sentence(name, params, words):
     with pytest.raises(ValueError) as err:
-        build_augment(("flip", item))
+        build_augment(({"op": "flip", "p": 0.5}, {"op": name, **params}))
     message = str(err.value)
     assert "\n" not in message and message.endswith(".")
     for word in words:
@@ -463,7 +463,7 @@ def test_supcon_recipes_are_the_reports():
     cls = recipes.supcon_classifier(pre)
     assert (cls.experiment, cls.augment, cls.label_smoothing, cls.weight_decay, cls.epochs) == (
         "a_supcon", SUPCON_VIEW1, 0.1, 5e-4, 100)
-    assert cls.model_options["encoder_config"] == pre.fingerprint()  # another encoder makes another run
+    assert cls.encoder == f"{pre.run_id}@{pre.fingerprint()}"  # another encoder makes another run
     assert recipes.supcon_classifier(pre.replace(lr=2e-3)).fingerprint() != cls.fingerprint()
     with pytest.raises(ValueError, match="mlp .*or linear"):
         recipes.supcon_classifier(pre, head="transformer")

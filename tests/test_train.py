@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from common import experiment, models, recipes, train
+from common.augment import op
+from common.data import DataUnavailable
 from common.config import RunConfig, config_differences
 from common.experiment import NoGPU, load_split, make_loaders, pick_device, run_experiment
 from common.loader import DeviceLoader
@@ -64,7 +66,8 @@ def tiny_cnn(num_classes=10):
 def tiny_config(**changes):
     settings = dict(experiment="tiny", model="tiny_cnn", source="synthetic", image_size=8,
                     synthetic_sizes=(64, 32), val_size=16, epochs=5, batch_size=16, eval_batch_size=32,
-                    lr=1e-2, augment=("flip",), profile="smoke")
+                    lr=1e-2, augment=(op("flip"),), profile="smoke", mean=(0.5,) * 3, std=(0.5,) * 3,
+                    dataset="cifar10", num_classes=10, optimizer="adam", schedule={"name": "constant"})
     settings.update(changes)
     return RunConfig(**settings)
 
@@ -96,7 +99,7 @@ def evaluate_weights(cfg, state):
     _, _, test_loader = make_loaders(cfg, split, torch.device("cpu"))
     model = build_model(cfg.model, cfg.num_classes, **cfg.model_options)
     model.load_state_dict(state)
-    return experiment.evaluate(model, test_loader)
+    return experiment.evaluate(model, test_loader, train.autocast_dtype(cfg, torch.device("cpu")))
 
 
 # ----------------------------------------------------------------------------- shared runs
@@ -157,7 +160,8 @@ def test_full_run_writes_results_history_and_figure(full_run):
     written = frame.iloc[0]
     assert written["run_id"] == run_id and written["notebook"] == NOTEBOOK
     assert written["experiment"] == "e_basic" and written["model"] == "vgg_basic"
-    assert written["dataset"] == "synthetic" and written["profile"] == "full"
+    assert written["source"] == "synthetic" and written["dataset"] == "cifar10" and written["profile"] == "full"
+    assert written["precision"] == train.precision_name(train.autocast_dtype(cfg, torch.device("cpu")))
     assert written["seed"] == 0 and written["epochs"] == 3 and written["best_epoch"] == 3
     assert written["params"] == count_parameters(build_model("vgg_basic", 10))
     assert written["config_hash"] == cfg.fingerprint()
@@ -398,14 +402,14 @@ def test_absurd_learning_rate_diverges_in_the_first_epoch(tmp_path, monkeypatch)
 ])
 def test_run_config_rejects_impossible_settings(field, value):
     with pytest.raises(ValueError, match=field):
-        RunConfig(experiment="x", **{field: value})
+        tiny_config(**{field: value})
     with pytest.raises(ValueError, match=field):
         recipes.level_e("basic", profile="smoke").replace(**{field: value})
 
 
 def test_run_config_names_every_problem_at_once():
     with pytest.raises(ValueError) as err:
-        RunConfig(experiment="x", epochs=0, label_smoothing=1.5)
+        tiny_config(epochs=0, label_smoothing=1.5)
     assert "epochs=0" in str(err.value) and "label_smoothing=1.5" in str(err.value)
 
 
@@ -413,7 +417,8 @@ def test_run_id_and_fingerprint():
     cfg = recipes.level_e("basic", profile="smoke", seed=3)
     assert cfg.run_id == "e_basic-vgg_basic-synthetic-as-cifar10-s3-smoke"
     assert recipes.level_e("basic", profile="full").run_id == "e_basic-vgg_basic-cifar10-s0-full"
-    assert cfg.replace(source="imagefolder:/data/imagenette2-160/").dataset == "imagefolder-imagenette2-160"
+    with pytest.raises(DataUnavailable, match="No image folder at /data/imagenette2-160"):
+        cfg.replace(source="imagefolder:/data/imagenette2-160/")
     assert cfg.fingerprint() == recipes.level_e("basic", profile="smoke", seed=3).fingerprint()
     assert cfg.fingerprint() != cfg.replace(lr=2e-3).fingerprint()
     assert config_differences(cfg.to_dict(), cfg.replace(epochs=5).to_dict()) == "epochs 2 -> 5"

@@ -63,7 +63,8 @@ def main():
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (IMAGES, 3, 8, 8), dtype=torch.uint8, generator=gen)
     y = torch.randint(0, 4, (IMAGES,), generator=gen)
-    cfg = RunConfig(experiment="ddp", model="tiny", source="synthetic", num_classes=4, epochs=3, batch_size=BATCH,
+    cfg = RunConfig(dataset="cifar10", mean=(0.5,) * 3, std=(0.5,) * 3, schedule={"name": "constant"},
+                    experiment="ddp", model="tiny", source="synthetic", num_classes=4, epochs=3, batch_size=BATCH,
                     optimizer="sgd", lr=0.2, augment=(), precision="fp32", channels_last="off", seed=3,
                     loss="supcon" if args.supcon else "cross_entropy", temperature=0.5)
     views = build_augment(((), ())) if args.supcon else None  # two views, both the image itself
