@@ -18,7 +18,7 @@ def supcon_loss(features, labels, temperature: float = 0.07, base_temperature: f
     included); its log-softmax runs over every other row, or over every row with include_self=True (the report
     script's variant: the anchor's similarity to itself stays in the denominator, though never a positive).
     Per anchor: -(temperature / base_temperature) * the mean log-softmax of its positives; the loss is the
-    mean over the anchors that have a positive (0, still with a gradient, when none has).
+    mean over every anchor, one without a positive adding 0 (0, still with a gradient, when none has one).
     """
     n = len(features)
     if labels.dim() != 1 or len(labels) == 0 or n % len(labels) != 0:
@@ -37,12 +37,10 @@ def supcon_loss(features, labels, temperature: float = 0.07, base_temperature: f
     row_max = kept.amax(1, keepdim=True).detach()
     log_denominator = (kept - row_max).exp().sum(1, keepdim=True).log() + row_max
     log_prob = logits - log_denominator
-    count = positive.sum(1)
-    mean_positive = (log_prob * positive).sum(1) / count.clamp_min(1)
-    per_anchor = -(temperature / base_temperature) * mean_positive
-    has_positive = (count > 0).to(per_anchor.dtype)
-    # an anchor without a positive adds nothing and is not counted; tensors only, so nothing waits on a GPU
-    return (per_anchor * has_positive).sum() / has_positive.sum().clamp_min(1)
+    # an anchor without a positive (possible with one view only) gets 0 / 1 and still counts in the mean, as in
+    # Khosla et al.'s SupConLoss (HobbitLong/SupContrast, its mask_pos_pairs guard); tensors only, no GPU wait
+    mean_positive = (log_prob * positive).sum(1) / positive.sum(1).clamp_min(1)
+    return (-(temperature / base_temperature) * mean_positive).mean()
 
 
 class ProjectionHead(nn.Module):

@@ -97,3 +97,29 @@ def test_coteaching_keeps_mostly_clean_samples_on_noisy_synthetic_labels(tmp_pat
     assert history["label_precision_2"].iloc[-1] > max(0.8, clean_share + 0.1)
     # and network 1 fits the true labels better than the noisy ones it was given
     assert history["train_acc_clean"].iloc[-1] > history["train_acc"].iloc[-1]
+
+
+def random_pair(batch, seed=0):
+    """A pair of logit tables over `batch` samples with random per-sample losses."""
+    gen = torch.Generator().manual_seed(seed)
+    nets = [LogitTable(torch.randn(batch, 3, generator=gen)) for _ in range(2)]
+    return CoTeachingPair(*nets), torch.arange(float(batch)), torch.randint(0, 3, (batch,), generator=gen)
+
+
+@pytest.mark.parametrize("batch,rate,kept", [(256, 0.45, 140), (256, 0.3, 179), (90, 0.3, 63), (10, 0.0, 10),
+                                             (4, 0.99, 1)])
+def test_each_network_keeps_the_floor_of_the_remembered_share_as_the_papers_code_does(batch, rate, kept):
+    pair, x, labels = random_pair(batch)
+    _, _, picks1, picks2 = coteaching_step(pair, x, labels, rate=rate)
+    assert len(picks1) == len(picks2) == kept
+
+
+def test_the_recorded_loss_is_the_mean_of_the_two_networks_and_the_backward_loss_their_sum():
+    pair, x, labels = hand_made_pair()
+    step = coteaching_step(pair, x, labels, rate=0.5)
+    per_sample1 = F.cross_entropy(pair.net1.logits.detach(), labels, reduction="none")
+    per_sample2 = F.cross_entropy(pair.net2.logits.detach(), labels, reduction="none")
+    loss1, loss2 = per_sample1[[3, 4, 5]].mean(), per_sample2[[0, 1, 2]].mean()
+    assert step.loss.item() == pytest.approx((loss1 + loss2).item())  # each network's gradient is its own loss's
+    assert step.per_network_loss.item() == pytest.approx(((loss1 + loss2) / 2).item())
+    assert not step.per_network_loss.requires_grad

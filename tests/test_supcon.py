@@ -43,7 +43,8 @@ def reference_loss(views, labels, temperature, base_temperature, include_self):
     total, anchors = 0.0, 0
     for a, (za, ya) in enumerate(rows):
         positives = [p for p, (_, yp) in enumerate(rows) if p != a and yp == ya]
-        if not positives:
+        if not positives:  # Khosla et al.'s SupConLoss (mask_pos_pairs guard): adds 0 and still counts
+            anchors += 1
             continue
         denominator = sum(math.exp(float(za @ zk) / temperature) for k, (zk, _) in enumerate(rows)
                           if k != a or include_self)
@@ -133,11 +134,20 @@ def test_a_label_seen_once_still_gives_the_reference_loss():
         assert float(ours) == pytest.approx(reference_loss([z1, z2], labels, 0.07, 0.07, include_self), rel=1e-5)
 
 
-def test_anchors_without_a_positive_add_nothing_and_none_gives_zero_with_a_gradient():
+def test_anchors_without_a_positive_count_as_zero_in_the_mean_and_none_gives_zero_with_a_gradient():
     z = unit(6, 8, seed=4)
     labels = torch.tensor([0, 0, 1, 2, 3, 3])  # one view: rows 2 and 3 have no positive
     ours = supcon_loss(z, labels)
     assert float(ours) == pytest.approx(reference_loss([z], labels, 0.07, 0.07, False), rel=1e-5)
+    # as HobbitLong/SupContrast's SupConLoss computes it: a positive count below 1e-6 becomes 1, then the mean
+    # over every anchor, so the two without a positive add 0 and still count
+    logits = z.double() @ z.double().T / 0.07
+    itself = torch.eye(6, dtype=torch.bool)
+    log_prob = logits - logits.masked_fill(itself, float("-inf")).logsumexp(1, keepdim=True)
+    positive = ((labels.view(-1, 1) == labels.view(1, -1)) & ~itself).double()
+    pairs = positive.sum(1)
+    pairs = torch.where(pairs < 1e-6, torch.ones_like(pairs), pairs)
+    assert float(ours) == pytest.approx(float(-((positive * log_prob).sum(1) / pairs).mean()), rel=1e-5)
     raw = z.clone().requires_grad_(True)
     none = supcon_loss(F.normalize(raw, dim=1), torch.arange(6))
     assert float(none.detach()) == 0.0 and none.requires_grad
