@@ -5,15 +5,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.data import describe_source
 from common.paths import check_profile, results_dir
-from common.published import TABLES, published_table
+from common.published import AS_RUN_TWIN, FINAL_EPOCH_TABLES, TABLES, published_table
 from common.results import RESULT_FIELDS, atomic_path, shortened_flags
 
 NOT_RUN = "not run"
+NOT_PUBLISHED = "not published"
 SKIPPED_FILES = {"bench.csv"}  # benchmark timings, not training runs
-COLUMNS = ["row", "dataset", "published", "ours (best val)", "ours (final)", "difference",
-           "epochs", "wall time", "run"]
-SHORTENED_COLUMNS = ["run", "experiment", "dataset", "epochs", "test acc (best val)", "test acc (final)"]
+LOSS_COLUMN = "test loss (published / ours)"  # only where the report printed a loss; ours at the epoch compared
+COLUMNS = ["row", "dataset", "trained on", "published", "ours (best val)", "ours (final)", "difference",
+           "compared at", LOSS_COLUMN, "seeds", "epochs", "wall time", "run", "note"]
+RUN_COLUMNS = ["ours (best val)", "ours (final)", "difference", "epochs", "wall time"]  # `not run` without a run
+SHORTENED_COLUMNS = ["run", "experiment", "dataset", "trained on", "epochs", "test acc (best val)",
+                     "test acc (final)"]
 SHORTENED_HEADING = "Shortened runs (--epochs; not compared with the report)"
 
 
@@ -31,9 +36,7 @@ def collect_results(profile: str) -> pd.DataFrame:
             frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=RESULT_FIELDS)
-    results = pd.concat(frames, ignore_index=True)
-    # Older CSVs may lack a newer column; the tables only need it to exist.
-    return results.reindex(columns=list(dict.fromkeys(RESULT_FIELDS + list(results.columns))))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _number(value) -> float:
@@ -45,12 +48,20 @@ def _number(value) -> float:
     return value
 
 
-def _accuracy(acc, loss=None) -> str:
-    """`0.8158`, or `0.8158 (loss 0.5455)` when a loss is known."""
-    acc, loss = _number(acc), _number(loss)
+def _format_accuracy(acc, spread=None) -> str:
+    """`0.8158`, or `0.8158 ± 0.0031` with a spread over seeds; `n/a` for a missing number."""
+    acc, spread = _number(acc), _number(spread)
     if math.isnan(acc):
         return "n/a"
-    return f"{acc:.4f}" if math.isnan(loss) else f"{acc:.4f} (loss {loss:.4f})"
+    return f"{acc:.4f}" if math.isnan(spread) else f"{acc:.4f} ± {spread:.4f}"
+
+
+def _format_losses(published, ours) -> str:
+    """`0.5455 / 0.5500`, the report's test loss beside ours; empty where the report printed none."""
+    published = _number(published)
+    if math.isnan(published):
+        return ""
+    return f"{published:.4f} / {ours if isinstance(ours, str) else _format_accuracy(ours)}"
 
 
 def _duration(seconds) -> str:
@@ -74,32 +85,44 @@ def _epochs(values: pd.Series) -> str:
     return str(low) if low == high else f"{low}-{high}"
 
 
-def _run_label(runs: pd.DataFrame) -> str:
-    """The run id of a single run; otherwise how many seeds (or runs) the mean covers."""
-    if len(runs) == 1:
-        return str(runs["run_id"].iloc[0])
-    seeds = runs["seed"].dropna().nunique()
-    return f"{len(runs)} seeds" if seeds == len(runs) else f"{len(runs)} runs"
+def _seeds_label(runs: pd.DataFrame) -> str:
+    """How many seeds the numbers cover: `1 seed`, `3 seeds`, or `2 runs (1 seed)` where seeds repeat."""
+    seeds = runs["seed"].nunique()
+    if seeds == len(runs):
+        return "1 seed" if seeds == 1 else f"{seeds} seeds"
+    return f"{len(runs)} runs ({seeds} seed{'' if seeds == 1 else 's'})"
 
 
-def _table_row(published: pd.Series, runs: pd.DataFrame) -> dict:
-    row = {"row": published["row"], "dataset": published["dataset"],
-           "published": _accuracy(published["acc"], published["loss"])}
+def _table_lines(published: pd.Series, runs: pd.DataFrame) -> list:
+    """A published row's lines: one per source its runs trained on (never averaged across sources), or `not run`."""
+    head = {"row": published["row"], "dataset": published["dataset"],
+            "published": (_format_accuracy(published["acc"])
+                          if not math.isnan(_number(published["acc"])) else NOT_PUBLISHED),
+            "compared at": published["compared_at"], "note": published["note"]}
     if runs.empty:
-        return {**row, **{column: NOT_RUN for column in COLUMNS[3:8]}, "run": ""}
-    mean = runs[["test_acc_best", "test_loss_best", "test_acc_final", "wall_seconds"]].apply(
-        pd.to_numeric, errors="coerce").mean()  # several seeds: report their mean
-    # Show our loss only where the report printed one, so the two cells compare like with like.
-    loss = mean["test_loss_best"] if not math.isnan(_number(published["loss"])) else None
-    # Rounded first so float noise never prints as "-0.0000".
-    difference = round(mean["test_acc_best"] - float(published["acc"]), 4) + 0.0
-    return {**row,
-            "ours (best val)": _accuracy(mean["test_acc_best"], loss),
-            "ours (final)": _accuracy(mean["test_acc_final"]),
+        return [{**head, "trained on": "", **{column: NOT_RUN for column in RUN_COLUMNS},
+                 LOSS_COLUMN: _format_losses(published["loss"], NOT_RUN), "seeds": "", "run": ""}]
+    return [{**head, **_source_cells(published, group)}
+            for _, group in runs.groupby("source", sort=True, dropna=False)]
+
+
+def _source_cells(published: pd.Series, runs: pd.DataFrame) -> dict:
+    """The cells of one source's runs: the mean over seeds ± their sample standard deviation (n - 1)."""
+    numbers = runs[["test_acc_best", "test_loss_best", "test_acc_final", "test_loss_final", "wall_seconds"]].apply(
+        pd.to_numeric, errors="coerce")
+    mean, spread = numbers.mean(), numbers.std()  # std is NaN for one run: the cell shows the number alone
+    epoch = "final" if published["compared_at"] == "final" else "best"
+    # rounded first so float noise never prints as "-0.0000"
+    difference = round(mean[f"test_acc_{epoch}"] - float(published["acc"]), 4) + 0.0
+    return {"trained on": describe_source(runs["source"].iloc[0]),
+            "ours (best val)": _format_accuracy(mean["test_acc_best"], spread["test_acc_best"]),
+            "ours (final)": _format_accuracy(mean["test_acc_final"], spread["test_acc_final"]),
             "difference": "n/a" if math.isnan(difference) else f"{difference:+.4f}",
+            LOSS_COLUMN: _format_losses(published["loss"], mean[f"test_loss_{epoch}"]),
+            "seeds": _seeds_label(runs),
             "epochs": _epochs(runs["epochs"]),
             "wall time": _duration(mean["wall_seconds"]),
-            "run": _run_label(runs)}
+            "run": ", ".join(runs["run_id"].astype(str))}
 
 
 def _is_shortened(results: pd.DataFrame) -> pd.Series:
@@ -110,25 +133,24 @@ def _is_shortened(results: pd.DataFrame) -> pd.Series:
 def shortened_runs(results: pd.DataFrame) -> pd.DataFrame:
     """The runs shortened with --epochs, one line each: they are listed apart, never compared with the report."""
     runs = results[_is_shortened(results)]
-    dataset = runs["dataset"]
-    return pd.DataFrame([{"run": run["run_id"], "experiment": run["experiment"], "dataset": dataset[index],
+    return pd.DataFrame([{"run": run["run_id"], "experiment": run["experiment"], "dataset": run["dataset"],
+                          "trained on": describe_source(run["source"]),
                           "epochs": _epochs(pd.Series([run["epochs"]])),
-                          "test acc (best val)": _accuracy(run["test_acc_best"]),
-                          "test acc (final)": _accuracy(run["test_acc_final"])}
-                         for index, run in runs.iterrows()], columns=SHORTENED_COLUMNS)
+                          "test acc (best val)": _format_accuracy(run["test_acc_best"]),
+                          "test acc (final)": _format_accuracy(run["test_acc_final"])}
+                         for _, run in runs.iterrows()], columns=SHORTENED_COLUMNS)
 
 
 def report_tables(results: pd.DataFrame) -> dict:
-    """For each report table, in order: its published rows beside our matching full-length runs."""
+    """For each report table, in order: its published rows beside our matching full-length runs, by source."""
     published = published_table()
     results = results[~_is_shortened(results)]  # a run shortened with --epochs is not the report's recipe
-    dataset = results["dataset"]
     tables = {}
     for name in TABLES:
         rows = []
         for _, entry in published[published["table"] == name].iterrows():
-            runs = results[(results["experiment"] == entry["experiment"]) & (dataset == entry["dataset"])]
-            rows.append(_table_row(entry, runs))
+            runs = results[(results["experiment"] == entry["experiment"]) & (results["dataset"] == entry["dataset"])]
+            rows += _table_lines(entry, runs)
         tables[name] = pd.DataFrame(rows, columns=COLUMNS)
     return tables
 
@@ -155,10 +177,14 @@ def write_summary(profile: str) -> Path:
     results = collect_results(profile)
     tables = report_tables(results)
     header = (f"# Our runs beside the report's published numbers (profile: {profile})\n\n"
-              "Test accuracy at the best-validation epoch and at the final epoch; difference = "
-              "ours (best val) - published. Runs without a validation split (Level E, as the report ran them) "
-              "are scored at their final epoch in both columns. Numbers of the smoke profile come from a few hundred "
-              "generated images trained for an epoch or two: they test the code path and mean "
+              "Test accuracy at the best-validation epoch and at the final epoch. The difference is ours minus "
+              "published at the epoch the report tested (the `compared at` column): the final epoch in "
+              f"{', '.join(FINAL_EPOCH_TABLES)} (the report's scripts tested the final epoch's weights; Level E has "
+              "no validation split, so its best epoch is its final one), the best-validation epoch elsewhere. "
+              "`trained on` names the images a run trained on; runs on different sources are never averaged "
+              "together, each source has its own line. Over several seeds a cell shows the mean ± the sample "
+              "standard deviation (n - 1), and `seeds` how many. Numbers of the smoke profile come from a few "
+              "hundred generated images trained for an epoch or two: they test the code path and mean "
               "nothing.\n\n")
     path = results_dir(profile) / "summary.md"
     body = summary_markdown(tables)
@@ -172,30 +198,44 @@ def write_summary(profile: str) -> Path:
     return path
 
 
-def _published_for(row: dict) -> float:
-    """The report's accuracy for a run's experiment and data set (NaN where it published none)."""
+def _published_for(row: dict, experiment=None) -> tuple:
+    """The report's accuracy for a run's data set and experiment (or `experiment`), and the epoch it compares at."""
+    # (NaN, "") where the report has no row for it
     published = published_table()
-    dataset = row["dataset"]
-    match = published[(published["experiment"] == row["experiment"]) & (published["dataset"] == dataset)]
-    return float(match["acc"].iloc[0]) if not match.empty else math.nan
+    match = published[(published["experiment"] == (experiment or row["experiment"]))
+                      & (published["dataset"] == row["dataset"])]
+    return (float(match["acc"].iloc[0]), match["compared_at"].iloc[0]) if not match.empty else (math.nan, "")
+
+
+def _compared(row: dict, at: str) -> float:
+    """Our test accuracy at the epoch the report tested: the final one, or the best-validation one."""
+    return row["test_acc_final"] if at == "final" else row["test_acc_best"]
 
 
 def compare_runs(rows: list) -> pd.DataFrame:
-    """Several runs, one line each, beside the report's numbers."""
-    frame = pd.DataFrame([{"experiment": row["experiment"], "report": _published_for(row),
-                           "ours (best val)": row["test_acc_best"], "ours (final)": row["test_acc_final"],
-                           "best epoch": row["best_epoch"], "epochs": row["epochs"]} for row in rows])
-    frame.insert(4, "difference", (frame["ours (best val)"] - frame["report"]).round(4))
-    return frame.set_index("experiment")
+    """Several runs, one line each, beside the report's numbers; the difference at the epoch the report tested."""
+    lines = []
+    for row in rows:
+        report, at = _published_for(row)
+        lines.append({"experiment": row["experiment"], "trained on": describe_source(row["source"]),
+                      "report": report, "ours (best val)": row["test_acc_best"],
+                      "ours (final)": row["test_acc_final"], "difference": round(_compared(row, at) - report, 4),
+                      "compared at": at, "best epoch": row["best_epoch"], "epochs": row["epochs"]})
+    return pd.DataFrame(lines).set_index("experiment")
 
 
 def compare_with_report(row: dict) -> pd.DataFrame:
     """One run beside the report's published number for the same experiment and data set."""
-    report = _published_for(row)
+    report, at = _published_for(row)
+    ours = describe_source(row["source"])
     frame = pd.DataFrame([
-        {"": "report (published)", "test accuracy": report, "epoch": "final"},
-        {"": "ours, best-validation epoch", "test accuracy": row["test_acc_best"], "epoch": row["best_epoch"]},
-        {"": "ours, final epoch", "test accuracy": row["test_acc_final"], "epoch": row["epochs"]},
+        # the report trained on the data set's original files
+        {"": "report (published)", "test accuracy": report, "epoch": at or "n/a",
+         "trained on": describe_source(row["dataset"]), "as the report tested": ""},
+        {"": "ours, best-validation epoch", "test accuracy": row["test_acc_best"], "epoch": row["best_epoch"],
+         "trained on": ours, "as the report tested": "yes" if at == "best val" else ""},
+        {"": "ours, final epoch", "test accuracy": row["test_acc_final"], "epoch": row["epochs"],
+         "trained on": ours, "as the report tested": "yes" if at == "final" else ""},
     ]).set_index("")
     frame["difference to report"] = (frame["test accuracy"] - report).round(4)
     frame.iloc[0, -1] = math.nan  # the report against itself says nothing
@@ -206,13 +246,16 @@ def ordering_check(rows: list, noise: float = 0.005) -> pd.DataFrame:
     """For every pair of runs, the report's accuracy difference beside ours and whether it survives.
 
     A pair survives when our difference has the report's sign and is larger than `noise` (a
-    single seed's run-to-run spread is a few tenths of a percent on CIFAR-10).
+    single seed's run-to-run spread is a few tenths of a percent on CIFAR-10). A run as written stands for the
+    report row of its as-run twin (AS_RUN_TWIN): the question is whether the report's differences survive the fix.
     """
     lines = []
+    published = [_published_for(row, AS_RUN_TWIN.get(row["experiment"])) for row in rows]
     for i, a in enumerate(rows):
-        for b in rows[i + 1:]:
-            report = _published_for(a) - _published_for(b)
-            ours = a["test_acc_best"] - b["test_acc_best"]
+        for j, b in enumerate(rows[i + 1:], start=i + 1):
+            (report_a, at_a), (report_b, at_b) = published[i], published[j]
+            report = report_a - report_b
+            ours = _compared(a, at_a) - _compared(b, at_b)
             if math.isnan(report):
                 verdict = "not in the report"
             elif abs(ours) < noise:
@@ -227,7 +270,7 @@ def ordering_check(rows: list, noise: float = 0.005) -> pd.DataFrame:
 def architecture_table(rows: list) -> pd.DataFrame:
     """Parameters, training throughput and accuracy of several runs, one line each (from their results rows)."""
     frame = pd.DataFrame([{
-        "model": row["model"], "dataset": row["dataset"],
+        "model": row["model"], "dataset": row["dataset"], "trained on": describe_source(row["source"]),
         "parameters": f"{int(row['params']):,}",
         "train images/s": round(_number(row.get("train_images_per_s")), 1),
         "device": row["device"], "wall time": _duration(row["wall_seconds"]),

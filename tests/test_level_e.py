@@ -102,13 +102,13 @@ def test_lr_figure_draws_the_written_and_the_as_run_schedules():
     assert len(fig.axes[1].get_lines()[0].get_ydata()) == 40
 
 
-def row(experiment, acc, final=None):
-    return {"experiment": experiment, "dataset": "cifar10", "test_acc_best": acc,
+def row(experiment, acc, final=None, source="cifar10"):
+    return {"experiment": experiment, "dataset": "cifar10", "source": source, "test_acc_best": acc,
             "test_acc_final": acc if final is None else final, "best_epoch": 30, "epochs": 30}
 
 
 def test_ordering_check_says_which_report_differences_survive():
-    # report: warm-up 0.7997, step 0.3079, restarts 0.8162
+    # report (its as-run schedules): warm-up 0.7997, step 0.3079, restarts 0.8162; a run as written stands for them
     verdicts = ordering_check([row("e_warmup_cosine", 0.86), row("e_step_decay", 0.858), row("e_cosine_restarts", 0.83)])
     assert verdicts.loc["e_warmup_cosine - e_step_decay", "verdict"] == "within noise"
     assert verdicts.loc["e_warmup_cosine - e_cosine_restarts", "verdict"] == "reversed"
@@ -116,11 +116,20 @@ def test_ordering_check_says_which_report_differences_survive():
     assert verdicts.loc["e_warmup_cosine - e_step_decay", "report"] == pytest.approx(0.4918)
     kept = ordering_check([row("e_cosine_restarts", 0.85), row("e_warmup_cosine", 0.84)])
     assert kept["verdict"].tolist() == ["survives"]
-    assert ordering_check([row("e_gap", 0.8), row("e_combined_as_run", 0.7)])["verdict"].tolist() == ["not in the report"]
+    as_run = ordering_check([row("e_step_decay_as_run", 0.31), row("e_cosine_restarts_as_run", 0.82)])
+    assert as_run["report"].tolist() == [pytest.approx(-0.5083)] and as_run["verdict"].tolist() == ["survives"]
+    assert ordering_check([row("e_gap", 0.8), row("e_combined_as_run", 0.7)])["verdict"].tolist() == ["survives"]
+    assert ordering_check([row("e_gap", 0.8), row("noise_clean", 0.7)])["verdict"].tolist() == ["not in the report"]
 
 
 def test_compare_runs_puts_each_run_beside_its_published_number():
-    frame = compare_runs([row("e_gap", 0.85, final=0.84), row("e_combined_as_run", 0.8)])
-    assert frame.loc["e_gap", "report"] == 0.8426 and frame.loc["e_gap", "difference"] == pytest.approx(0.0074)
-    assert frame.loc["e_gap", "ours (final)"] == 0.84
-    assert math.isnan(frame.loc["e_combined_as_run", "report"])
+    jpeg = "imagefolder:cifar10-jpeg-27d093021b"
+    frame = compare_runs([row("e_gap", 0.85, final=0.84, source=jpeg), row("e_combined_as_run", 0.8),
+                          row("e_combined", 0.81)])
+    # Level E is scored at its final epoch, as the report's numbers were
+    assert frame.loc["e_gap", "report"] == 0.8426 and frame.loc["e_gap", "difference"] == pytest.approx(-0.0026)
+    assert frame.loc["e_gap", "ours (final)"] == 0.84 and frame.loc["e_gap", "compared at"] == "final"
+    assert frame["trained on"].tolist() == ["CIFAR-10, JPEG copy"] + ["CIFAR-10 (original files)"] * 2
+    # the published "all combined" is the script's combination; the text's has no number of its own
+    assert frame.loc["e_combined_as_run", "report"] == 0.7945
+    assert math.isnan(frame.loc["e_combined", "report"]) and math.isnan(frame.loc["e_combined", "difference"])
