@@ -13,6 +13,22 @@ if "REPRO_ROOT" not in os.environ:
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_configure(config):
+    """Notebooks run through nbval in lax mode where nbval is installed; without it the unit tests still run."""
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (python -m common.gpucheck runs these: pytest -m gpu)")
+    if config.pluginmanager.hasplugin("nbval") and not config.option.nbval:
+        config.option.nbval_lax = True
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test skipped without a GPU (a skipif whose reason names one) is marked gpu."""
+    import pytest
+
+    for item in items:
+        if any("GPU" in str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif")):
+            item.add_marker(pytest.mark.gpu)
+
+
 def pytest_unconfigure(config):
     """Remove the scratch root: the smoke checkpoints of one test run take several GB (ConvNeXt's alone ~1.5 GB).
     Set REPRO_KEEP_TEST_OUTPUT=1 to keep it for a look."""

@@ -2,7 +2,7 @@
 
     python -m common.bench                      # synthetic data, about five minutes on a 2-core CPU
     python -m common.bench --quick              # a smoke check in well under a minute
-    python -m common.bench --compile            # adds torch.compile to the model benchmark
+    python -m common.bench --compile            # adds torch.compile, default against dynamic=False
     python -m common.bench --source imagefolder:/path/to/cifar10-jpeg --out bench-real.csv
 
 It measures, side by side in one run and on one machine:
@@ -14,15 +14,19 @@ It measures, side by side in one run and on one machine:
    the simplest correct loop with the same model, batches, optimiser, schedule and precision;
    target >= 0.95x (fit costs at most 5 %).
 3. models: training images/s of every report network (random batches, AdamW, label smoothing),
-   fp32 with channels_last off and on, on CUDA the fast path (bf16 autocast, channels_last),
-   and with --compile that fast path under torch.compile, whose first step (compilation
-   included) is reported apart from its steady rate, as warmup_s.
+   fp32 with channels_last off and on, and the fast path where it differs: autocast as fit()
+   runs precision "auto" (bf16 where the device computes it natively, fp16 on an older GPU),
+   channels_last. With --compile, per network, the fast path under torch.compile with its
+   default (shapes turn dynamic once a second batch shape is seen) and with dynamic=False (a
+   static graph per shape): each first sees the full batch and an epoch's uneven last batch
+   (both compilations reported as warmup_s), then trains on full batches, as the next epoch does.
 4. epoch: seconds per CIFAR-10 epoch (50,000 images, 196 steps) of ResNet18 at batch 256 with
-   the Level A chain on DeviceLoader, through fit() on the fast path (fp32 channels_last on a
-   CPU). On CUDA it times one whole epoch; on a CPU a few steps, extrapolated to 196 (the
-   variant says from how many).
+   the Level A chain on DeviceLoader, through fit() on the fast path. On CUDA it times one whole
+   epoch; on a CPU a few steps, extrapolated to 196 (the variant says from how many). An untimed
+   warm-up first trains on every batch shape the timed epoch has (cuDNN tunes each new shape).
 Variants run in turn (A B A B ...) and each reports its median, so a drift in background load
-hits all of them alike. The table is printed and written, every row naming the machine, to
+hits all of them alike (the two torch.compile variants run one after the other, each with its own
+compiler state). The table is printed and written, every row naming the machine, to
 results/bench.csv (or --out).
 """
 
@@ -48,7 +52,7 @@ from .data import DataUnavailable, load_images, synthetic_images
 from .loader import DeviceLoader
 from .models import build_model
 from .schedules import build_schedule
-from .train import autocast_dtype, build_optimizer, fit, use_channels_last
+from .train import autocast_dtype, build_optimizer, fit, native_bf16, precision_name, use_channels_last
 
 CHAINS = {"flip+translate": (op("flip"), op("translate", fraction=0.1)),
           "flip+translate+cutout8": (op("flip"), op("translate", fraction=0.1), op("cutout", size=8)),
@@ -58,6 +62,7 @@ EPOCH_IMAGES = 50_000  # CIFAR-10's training set: one epoch of the epoch benchma
 DEFAULTS = dict(n_train=10000, fit_images=2000, repeats=3, epoch_batch=256)
 QUICK = dict(n_train=1000, fit_images=200, repeats=2, model_batch=8, model_steps=1, epoch_batch=16, epoch_steps=1)
 COLUMNS = ("benchmark", "variant", "images_per_s", "ratio", "target", "images", "seconds_per_epoch", "warmup_s")
+BENCHMARKS = ("loader", "training", "models", "epoch")
 
 
 class TensorCutout:
@@ -232,28 +237,35 @@ def train_steps(model, batch, labels, steps: int, amp_dtype=None) -> int:
     """`steps` Level A training steps (AdamW, label smoothing 0.1) on one batch; images trained on."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    scaler = torch.amp.GradScaler(batch.device.type, enabled=amp_dtype == torch.float16)  # as fit() does for fp16
     model.train()
     for _ in range(steps):
         with torch.autocast(batch.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = loss_fn(model(batch).float(), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     return steps * len(labels)
 
 
 def fast_path(device) -> tuple:
-    """The fast path's autocast dtype (None: fp32) and its name: bf16 and channels_last on CUDA, fp32 and
-    channels_last on a CPU, whose autocast is slower than fp32."""
-    if device.type == "cuda":
-        return torch.bfloat16, "bf16 autocast, channels_last"
-    return None, "fp32, channels_last"
+    """(autocast dtype or None, name) of fit's precision "auto": bf16 where native_bf16, fp16 on other GPUs."""
+    amp_dtype = torch.bfloat16 if native_bf16(device) else torch.float16 if device.type == "cuda" else None
+    return amp_dtype, (f"{precision_name(amp_dtype)} autocast" if amp_dtype else "fp32") + ", channels_last"
 
 
-def model_variants(name: str, batch_size: int, device, compiled: bool) -> dict:
+def random_batch(batch_size: int, device, channels_last: bool = False) -> tuple:
+    """A random CIFAR-shaped batch and its labels."""
+    images = torch.rand(batch_size, 3, 32, 32, device=device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, torch.randint(0, 10, (batch_size,), device=device)
+
+
+def model_variants(name: str, batch_size: int, device) -> dict:
     """Each variant's name and its run(steps), on one random batch; the baseline first."""
-    labels = torch.randint(0, 10, (batch_size,), device=device)
-    nchw = torch.rand(batch_size, 3, 32, 32, device=device)
+    nchw, labels = random_batch(batch_size, device)
     nhwc = nchw.contiguous(memory_format=torch.channels_last)
     torch.manual_seed(0)
     plain = build_model(name, 10).to(device)
@@ -263,10 +275,6 @@ def model_variants(name: str, batch_size: int, device, compiled: bool) -> dict:
     amp_dtype, fast = fast_path(device)
     if amp_dtype is not None:
         variants[fast] = functools.partial(train_steps, last, nhwc, labels, amp_dtype=amp_dtype)
-    if compiled:
-        torch._dynamo.reset()  # no graphs kept from the previous network: its warm-up is this one's whole compile
-        model = torch.compile(build_model(name, 10).to(device).to(memory_format=torch.channels_last))
-        variants[f"{fast}, torch.compile"] = functools.partial(train_steps, model, nhwc, labels, amp_dtype=amp_dtype)
     return variants
 
 
@@ -280,18 +288,40 @@ def timed(run, device) -> float:
 
 
 def bench_models(names, batch_size: int, steps: int, repeats: int, device, compiled: bool = False) -> list:
-    """Rows of the model benchmark: per network, fp32 NCHW (the baseline), fp32 channels_last, CUDA's fast path,
-    and with `compiled` the fast path compiled, its first step's seconds (compilation) reported as warmup_s."""
+    """Rows of the model benchmark: per network, fp32 NCHW (the baseline), fp32 channels_last and the fast path;
+    with `compiled`, then the compile benchmark's rows of that network."""
     rows = []
     for name in names:
-        variants = model_variants(name, batch_size, device, compiled)
-        # one warm-up step each (not `steps`: a CPU step of ConvNeXt takes seconds); the first compiled one compiles
-        warmup = {variant: timed(functools.partial(run, 1), device) for variant, run in variants.items()}
+        variants = model_variants(name, batch_size, device)
+        for run in variants.values():  # one warm-up step each (not `steps`: a CPU step of ConvNeXt takes seconds)
+            run(1)
         rates = alternate({variant: functools.partial(run, steps) for variant, run in variants.items()},
                           repeats, device, warmup=False)
-        rows += table_rows(f"train {name} (batch {batch_size})", rates, target=None, images=batch_size * steps,
-                           warmup={v: s for v, s in warmup.items() if v.endswith("torch.compile")})
+        rows += table_rows(f"train {name} (batch {batch_size})", rates, target=None, images=batch_size * steps)
+        if compiled:
+            rows += bench_compile(name, batch_size, steps, repeats, device)
     return rows
+
+
+def bench_compile(name: str, batch_size: int, steps: int, repeats: int, device) -> list:
+    """Rows of a network's fast path under torch.compile: default against dynamic=False, after an uneven batch."""
+    amp_dtype, fast = fast_path(device)
+    last = EPOCH_IMAGES % batch_size or max(1, batch_size // 2)  # the last batch of a CIFAR-10 epoch
+    full, labels = random_batch(batch_size, device, channels_last=True)
+    rates, warmup = {}, {}
+    for variant, options in ((f"{fast}, torch.compile (default)", {}),
+                             (f"{fast}, torch.compile(dynamic=False)", {"dynamic": False})):
+        torch._dynamo.reset()  # each variant compiles from scratch: no graph or shape decision of the other
+        torch.manual_seed(0)
+        model = torch.compile(build_model(name, 10).to(device).to(memory_format=torch.channels_last), **options)
+        # the two shapes of an epoch, full batches and the last one: what a compiled run has seen after epoch 1
+        warmup[variant] = sum(timed(functools.partial(train_steps, model, full[:n], labels[:n], 1, amp_dtype), device)
+                              for n in (batch_size, last))
+        run = functools.partial(train_steps, model, full, labels, steps, amp_dtype)
+        rates[variant] = statistics.median(steps * batch_size / timed(run, device) for _ in range(repeats))
+    torch._dynamo.reset()
+    return table_rows(f"compile {name} (batch {batch_size}, last batch {last})", rates, target=None,
+                      images=batch_size * steps, warmup=warmup)
 
 
 def bench_epoch(x, y, batch_size: int, steps: int, device) -> list:
@@ -301,8 +331,10 @@ def bench_epoch(x, y, batch_size: int, steps: int, device) -> list:
     """
     cfg = recipes.level_a("resnet18").replace(epochs=1, batch_size=batch_size)
     model = recipe_model(cfg, device)
-    fit(model, recipe_loader(x[:batch_size], y[:batch_size], cfg, device), None, cfg, progress=False)  # warm-up
     n = min(steps * batch_size, EPOCH_IMAGES)
+    # the warm-up sees every batch shape of the timed epoch, its uneven last batch too: cuDNN tunes each new shape
+    warm = batch_size + n % batch_size
+    fit(model, recipe_loader(x[:warm], y[:warm], cfg, device), None, cfg, progress=False)
     loader = recipe_loader(x[:n], y[:n], cfg, device)
     seconds = fit(model, loader, None, cfg, progress=False).history[0]["train_seconds"]
     epoch_steps = math.ceil(EPOCH_IMAGES / batch_size)
@@ -365,14 +397,15 @@ def parse_args(argv=None):
     parser.add_argument("--fit-images", type=int, help=f"images of the training benchmark ({DEFAULTS['fit_images']})")
     parser.add_argument("--repeats", type=int, help=f"timed runs of each variant; the median counts ({DEFAULTS['repeats']})")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline (2)")
-    parser.add_argument("--only", choices=("loader", "training", "models", "epoch"), help="run one of the four benchmarks")
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these of the four benchmarks")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
                         help="networks of the model benchmark (all)")
     parser.add_argument("--model-batch", type=int, help="batch of the model benchmark (256 on CUDA, 32 on a CPU)")
     parser.add_argument("--model-steps", type=int, help="timed steps per variant and repeat (20 on CUDA, 2 on a CPU)")
     parser.add_argument("--compile", action="store_true",
-                        help="add the fast path under torch.compile to the model benchmark, its compilation timed "
-                             "apart as warmup_s; on a 2-core CPU that is 30-50 s per network (needs a C++ compiler)")
+                        help="add to the model benchmark the fast path under torch.compile, default against "
+                             "dynamic=False, compilation timed apart as warmup_s (minutes per network on a small "
+                             "CPU; needs a C++ compiler there)")
     parser.add_argument("--epoch-batch", type=int, help=f"batch of the epoch benchmark ({DEFAULTS['epoch_batch']})")
     parser.add_argument("--epoch-steps", type=int,
                         help="steps timed by the epoch benchmark, extrapolated to an epoch (a whole epoch on CUDA, 2 on a CPU)")
@@ -406,18 +439,19 @@ def run_benchmarks(args, device) -> list:
         x, y = load_data(args.source, max(args.n_train, args.fit_images, epoch_images))
     except (DataUnavailable, ValueError) as err:
         raise SystemExit(f"bench: {err}") from None
-    if args.only in (None, "epoch") and len(y) < epoch_images:
+    wanted = args.only or BENCHMARKS
+    if "epoch" in wanted and len(y) < epoch_images:
         raise SystemExit(f"bench: the epoch benchmark needs {epoch_images} images but {args.source} has {len(y)}: "
                          "lower --epoch-steps or --epoch-batch.")
     rows = []
-    if args.only in (None, "loader"):
+    if "loader" in wanted:
         rows += bench_loader(x[:args.n_train], y[:args.n_train], args.repeats, args.workers, device)
-    if args.only in (None, "training"):
+    if "training" in wanted:
         rows += bench_training(x[:args.fit_images], y[:args.fit_images], args.repeats, device)
-    if args.only in (None, "models"):
+    if "models" in wanted:
         rows += bench_models(args.models, args.model_batch or (256 if on_gpu else 32),
                              args.model_steps or (20 if on_gpu else 2), args.repeats, device, args.compile)
-    if args.only in (None, "epoch"):
+    if "epoch" in wanted:
         rows += bench_epoch(x, y, args.epoch_batch, epoch_steps, device)
     return rows
 
@@ -442,7 +476,8 @@ def write_csv(rows: list, out: Path) -> None:
         writer.writerows(rows)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list:
+    """Run the benchmarks that argv asks for, print their table and write it; the rows."""
     args = parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
@@ -460,6 +495,7 @@ def main(argv=None) -> None:
     out = args.out or default_out()
     write_csv(rows, out)
     print(f"wrote {out}")
+    return rows
 
 
 if __name__ == "__main__":

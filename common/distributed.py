@@ -35,11 +35,26 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def check_gpus(n: int, visible: int = None) -> int:
+    """n, the data-parallel processes asked for, if every one can have a GPU of its own; else a ValueError."""
+    visible = torch.cuda.device_count() if visible is None else visible
+    if n < 1:
+        raise ValueError(f"--gpus {n} asks for no process: give at least 1.")
+    # NCCL refuses two processes on one GPU; without GPUs the processes share the CPU over gloo (as the tests do)
+    if visible and n > visible:
+        raise ValueError(f"--gpus {n} asks for {n} data-parallel processes but {visible} GPU(s) are visible, and "
+                         f"each process needs a GPU of its own: use --gpus {visible} or fewer (or --parallel spread, "
+                         "whose workers may share a GPU).")
+    return n
+
+
 def setup() -> torch.device:
     """Join torchrun's process group (if launched by it) and return this process's device."""
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device("cpu")
     if torch.cuda.is_available():
+        if launched():  # before binding: a process without a GPU of its own would share one, which NCCL refuses
+            check_gpus(int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ["WORLD_SIZE"]))
         torch.cuda.set_device(local % torch.cuda.device_count())
         device = torch.device("cuda", torch.cuda.current_device())
     if launched() and not dist.is_initialized():
@@ -80,11 +95,13 @@ def gather_batch(features: torch.Tensor, labels: torch.Tensor, sizes: list):
     share = len(labels)
     views = len(features) // share
     most = max(sizes)  # all_gather wants equal shapes: pad each share to the largest, then cut the padding off
-    padded = torch.nn.functional.pad(features.view(views, share, -1), (0, 0, 0, most - share))
-    gathered = all_gather(padded)
-    label_parts = [torch.empty(most, dtype=labels.dtype, device=labels.device) for _ in sizes]
-    dist.all_gather(label_parts, torch.nn.functional.pad(labels, (0, most - share)))
-    features = torch.cat([part[:, :n] for part, n in zip(gathered, sizes)], 1).reshape(views * sum(sizes), -1)
+    # in fp32 whatever the caller's autocast: the gathered rows feed the contrastive loss, which needs fp32
+    with torch.autocast(features.device.type, enabled=False):
+        padded = torch.nn.functional.pad(features.float().view(views, share, -1), (0, 0, 0, most - share))
+        gathered = all_gather(padded)
+        label_parts = [torch.empty(most, dtype=labels.dtype, device=labels.device) for _ in sizes]
+        dist.all_gather(label_parts, torch.nn.functional.pad(labels, (0, most - share)))
+        features = torch.cat([part[:, :n] for part, n in zip(gathered, sizes)], 1).reshape(views * sum(sizes), -1)
     return features, torch.cat([part[:n] for part, n in zip(label_parts, sizes)])
 
 

@@ -12,6 +12,15 @@ from torch import nn
 
 def supcon_loss(features, labels, temperature: float = 0.07, base_temperature: float = 0.07,
                 include_self: bool = False):
+    """supcon_loss_fp32 of the features in fp32 with autocast off, whatever autocast the caller runs under."""
+    # autocast would run the similarity matmul in bf16, whose 8-bit mantissa rounds logits of up to 1 / T
+    # (14 at T = 0.07) coarsely inside the softmax; a .float() on the input alone does not stop autocast
+    with torch.autocast(features.device.type, enabled=False):
+        return supcon_loss_fp32(features.float(), labels, temperature, base_temperature, include_self)
+
+
+def supcon_loss_fp32(features, labels, temperature: float = 0.07, base_temperature: float = 0.07,
+                     include_self: bool = False):
     """SupCon "out" loss of (V * B, D) L2-normalised projections (views stacked, see above) and B labels.
 
     Every row is an anchor; its positives are all other rows with its label (the other views of its own image

@@ -3,6 +3,9 @@
 import csv
 import math
 
+import pytest
+import torch
+
 from common import bench, paths
 
 
@@ -15,9 +18,10 @@ def test_model_benchmark_writes_one_row_per_model_and_variant(tmp_path, capsys):
     out = tmp_path / "bench.csv"
     bench.main(["--quick", "--only", "models", "--models", "vgg_basic", "resnet18", "--out", str(out)])
     rows = read_rows(out)
+    amp_dtype, fast = bench.fast_path(torch.device("cpu"))  # fit's precision "auto": bf16 where the CPU has it
+    variants = ["fp32, NCHW", "fp32, channels_last"] + ([fast] if amp_dtype else [])
     assert [(r["benchmark"], r["variant"]) for r in rows] == [
-        ("train vgg_basic (batch 8)", "fp32, NCHW"), ("train vgg_basic (batch 8)", "fp32, channels_last"),
-        ("train resnet18 (batch 8)", "fp32, NCHW"), ("train resnet18 (batch 8)", "fp32, channels_last")]
+        (f"train {name} (batch 8)", variant) for name in ("vgg_basic", "resnet18") for variant in variants]
     assert all(float(r["images_per_s"]) > 0 for r in rows)
     assert rows[0]["ratio"] == "1.0" and rows[0]["machine"]  # each model's baseline is its own first variant
     assert all(r["warmup_s"] == "" and r["seconds_per_epoch"] == "" for r in rows)  # only --compile and epoch fill them
@@ -39,3 +43,32 @@ def test_epoch_row_goes_to_results_by_default(tmp_path, monkeypatch):
 def test_every_report_network_is_benchmarked_and_compile_is_opt_in():
     assert set(bench.MODELS) == {"vgg_basic", "resnet18", "se_resnet18", "convnext", "vit"}
     assert bench.parse_args([]).compile is False and bench.parse_args(["--compile"]).compile is True
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_the_fast_path_on_a_gpu_is_bf16_only_where_it_is_native(monkeypatch, native, expected):
+    monkeypatch.setattr(bench, "native_bf16", lambda device: native)  # train.native_bf16: compute capability >= 8.0
+    amp_dtype, name = bench.fast_path(torch.device("cuda"))
+    assert amp_dtype == expected and name.startswith("bf16" if native else "fp16")
+
+
+def test_the_epoch_warm_up_sees_every_batch_shape_of_the_timed_epoch(monkeypatch):
+    shapes = []
+
+    def spy(model, loader, *args, **kwargs):
+        n, size = len(loader.y), loader.batch_size
+        shapes.append({min(size, n - start) for start in range(0, n, size)})
+        return fit(model, loader, *args, **kwargs)
+
+    fit = bench.fit
+    monkeypatch.setattr(bench, "fit", spy)
+    monkeypatch.setattr(bench, "EPOCH_IMAGES", 40)  # an epoch of 16 + 16 + 8
+    x, y = bench.load_data("synthetic", 48)
+    [row] = bench.bench_epoch(x, y, batch_size=16, steps=3, device=torch.device("cpu"))
+    warm_up, timed = shapes
+    assert timed == {16, 8} and warm_up == timed
+    assert row["images"] == 40 and "one whole epoch" in row["variant"]
+
+
+def test_several_benchmarks_can_be_asked_for_at_once():
+    assert bench.parse_args(["--only", "training", "epoch"]).only == ["training", "epoch"]

@@ -1,4 +1,5 @@
-"""Data parallelism for real: two gloo processes under torchrun against one process, on this CPU."""
+"""Data parallelism for real: two gloo processes under torchrun against one process, on the CPU (CUDA hidden, so
+a GPU host runs the same test), and two NCCL processes against one on a host with two GPUs."""
 
 import math
 import os
@@ -9,18 +10,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from common import distributed
 from common.loader import DeviceLoader
 from tests.scripts.ddp_fit import network
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_fit.py"
 
 
-def train(out: Path, processes: int, *extra) -> dict:
-    """Run tests/scripts/ddp_fit.py alone or under torchrun; its final weights and history, and the indices seen."""
+def train(out: Path, processes: int, *extra, gpus: bool = False) -> dict:
+    """Run tests/scripts/ddp_fit.py alone or under torchrun, on the CPU (gloo) or with `gpus` on GPUs (NCCL); its
+    final weights and history, and the indices seen."""
     out.mkdir()
     launcher = [sys.executable] if processes == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if not gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU and gloo, even on a GPU host
     done = subprocess.run(launcher + [str(SCRIPT), str(out), *extra], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -68,6 +73,34 @@ def test_supcon_over_two_processes_contrasts_the_whole_batch_as_one_process_does
     start = network(supcon=True).state_dict()
     assert max((start[k] - two["model"][k]).abs().max() for k in start) > 1e-3
 
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_two_nccl_processes_on_two_gpus_end_with_the_one_gpu_model(tmp_path):
+    one, two = train(tmp_path / "one", 1, gpus=True), train(tmp_path / "two", 2, gpus=True)
+    for epoch in (1, 2, 3):
+        assert sorted(two["indices"][0][epoch] + two["indices"][1][epoch]) == list(range(101))
+    assert_same_model(one, two, atol=1e-5)  # cuDNN may pick other kernels for a share than for the whole batch
+
+
+def test_more_processes_than_gpus_are_refused_with_the_fix():
+    assert distributed.check_gpus(2, visible=2) == 2
+    assert distributed.check_gpus(2, visible=0) == 2  # no GPU: the processes share the CPU over gloo
+    with pytest.raises(ValueError, match=r"--gpus 3 asks for 3 data-parallel processes but 2 GPU\(s\) are visible.*"
+                                         r"use --gpus 2 or fewer"):
+        distributed.check_gpus(3, visible=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        distributed.check_gpus(0, visible=2)
+
+
+def test_two_processes_on_one_gpu_are_refused_before_binding(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: pytest.fail("bound a second process to GPU 0"))
+    with pytest.raises(ValueError, match="1 GPU"):
+        distributed.setup()
 
 def shares(world: int, n: int = 23, batch: int = 8, augment=None):
     x = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8)

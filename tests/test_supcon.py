@@ -12,7 +12,8 @@ from common.augment import (SUPCON_VIEW1, SUPCON_VIEW2, ColorJitter, Compose, Cu
                             RandomColorJitter, RandomFlip, RandomGrayscale, RandomResizedCrop, build_augment)
 from common.imageops import gaussian_blur
 from common.models import build_model
-from common.supcon import MLPClassifier, ProjectionHead, SupConModel, encoder_features, supcon_loss
+from common.supcon import (MLPClassifier, ProjectionHead, SupConModel, encoder_features, supcon_loss,
+                           supcon_loss_fp32)
 from test_augment import count_torch_calls  # the same no-loop-over-samples check as the Level A chain
 
 
@@ -158,6 +159,21 @@ def test_anchors_without_a_positive_count_as_zero_in_the_mean_and_none_gives_zer
 def test_loss_rejects_rows_that_are_not_whole_views():
     with pytest.raises(ValueError, match="whole number of views"):
         supcon_loss(unit(7, 4), torch.zeros(3, dtype=torch.long))
+
+
+def test_loss_under_bf16_autocast_is_computed_in_fp32():
+    # a recipe-sized batch: two views of 256 images, 128-d projections, T = 0.07
+    z1, z2, labels = two_views(b=256, d=128, classes=100, seed=7)
+    features = torch.cat([z1, z2]).requires_grad_(True)
+    fp32 = supcon_loss(features, labels)
+    expected_grad, = torch.autograd.grad(fp32, features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = supcon_loss(features, labels)
+        naive = supcon_loss_fp32(features, labels)  # the same math with autocast left on: its matmul runs in bf16
+    grad, = torch.autograd.grad(ours, features)
+    assert ours.dtype == torch.float32 and float(ours) == pytest.approx(float(fp32), abs=1e-6)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-6)
+    assert abs(float(naive) - float(fp32)) > 1e-4
 
 
 # ----------------------------------------------------------------------------- the heads

@@ -60,6 +60,8 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = distributed.setup()
+    # exact fp32 on a GPU too (cuDNN would use TF32): the shares and the whole batch must round alike
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (IMAGES, 3, 8, 8), dtype=torch.uint8, generator=gen)
     y = torch.randint(0, 4, (IMAGES,), generator=gen)
@@ -72,14 +74,15 @@ def main():
                              rank=distributed.rank(), world_size=distributed.world_size())
     checkpoints = args.out / "checkpoints"
     if args.stop_after:
-        fit(network(args.supcon), loader, None, cfg, checkpoint_dir=checkpoints, progress=False,
+        fit(network(args.supcon).to(device), loader, None, cfg, checkpoint_dir=checkpoints, progress=False,
             stop_after=args.stop_after)
         distributed.barrier()
-    model = network(args.supcon)
+    model = network(args.supcon).to(device)  # this process's GPU under NCCL, where its loader's batches are
     outcome = fit(model, loader, None, cfg, checkpoint_dir=checkpoints, progress=False)
     torch.save(RecordingLoader.seen, args.out / f"indices-{distributed.rank()}.pt")
     if distributed.is_main():
-        torch.save({"model": model.state_dict(), "history": outcome.history}, args.out / "final.pt")
+        weights = {k: v.cpu() for k, v in model.state_dict().items()}  # readable by the test, GPU or not
+        torch.save({"model": weights, "history": outcome.history}, args.out / "final.pt")
     distributed.shutdown()
 
 
