@@ -4,6 +4,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 # nbval cannot pass papermill parameters, so the notebooks read their profile from here.
 os.environ["REPRO_PROFILE"] = "smoke"
 # Smoke output of the test run goes to a scratch root, never into the checkout's smoke/ or results/.
@@ -22,8 +24,6 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     """Every test skipped without a GPU (a skipif whose reason names one) is marked gpu."""
-    import pytest
-
     for item in items:
         if any("GPU" in str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif")):
             item.add_marker(pytest.mark.gpu)

@@ -52,7 +52,7 @@ from .data import DataUnavailable, load_images, synthetic_images
 from .loader import DeviceLoader
 from .models import build_model
 from .schedules import build_schedule
-from .train import autocast_dtype, build_optimizer, fit, native_bf16, precision_name, use_channels_last
+from .train import Loaders, autocast_dtype, build_optimizer, fit, native_bf16, precision_name, use_channels_last
 
 CHAINS = {"flip+translate": (op("flip"), op("translate", fraction=0.1)),
           "flip+translate+cutout8": (op("flip"), op("translate", fraction=0.1), op("cutout", size=8)),
@@ -198,7 +198,7 @@ def bare_loop(model, loader, cfg) -> int:
 
 def fit_images(model, loader, cfg, checkpoint_dir=None) -> int:
     """common.train.fit with its progress bar off; the number of images trained on."""
-    fit(model, loader, None, cfg, checkpoint_dir=checkpoint_dir, progress=False)
+    fit(model, Loaders(loader), cfg, checkpoint_dir, progress=False)
     return len(loader.y) * cfg.epochs
 
 
@@ -334,9 +334,9 @@ def bench_epoch(x, y, batch_size: int, steps: int, device) -> list:
     n = min(steps * batch_size, EPOCH_IMAGES)
     # the warm-up sees every batch shape of the timed epoch, its uneven last batch too: cuDNN tunes each new shape
     warm = batch_size + n % batch_size
-    fit(model, recipe_loader(x[:warm], y[:warm], cfg, device), None, cfg, progress=False)
+    fit(model, Loaders(recipe_loader(x[:warm], y[:warm], cfg, device)), cfg, progress=False)
     loader = recipe_loader(x[:n], y[:n], cfg, device)
-    seconds = fit(model, loader, None, cfg, progress=False).history[0]["train_seconds"]
+    seconds = fit(model, Loaders(loader), cfg, progress=False).history[0]["train_seconds"]
     epoch_steps = math.ceil(EPOCH_IMAGES / batch_size)
     how = ("one whole epoch" if len(loader) == epoch_steps else
            f"extrapolated from {len(loader)} step{'s' * (len(loader) != 1)}")

@@ -12,6 +12,7 @@ HALF_MEAN, HALF_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LOSSES = ("cross_entropy", "supcon", "supcon_with_self")
 DATASETS = ("cifar10", "cifar100", "imagenette")
+PARALLEL_MODES = ("off", "ddp", "spread")
 
 
 @dataclass
@@ -101,8 +102,9 @@ class RunConfig:
             raise ValueError(f"Impossible setting in run {self.experiment!r}: " + "; ".join(problems) + ".")
 
     def _repr_pretty_(self, printer, cycle):
-        """One field a line in notebooks, so a recipe reads like a table."""
-        printer.text("RunConfig(\n" + "".join(f"    {f.name}={getattr(self, f.name)!r},\n" for f in fields(self)) + ")")
+        """One field a line in notebooks, so a recipe reads like a table (where the images lie is not part of it)."""
+        printer.text("RunConfig(\n" + "".join(f"    {f.name}={getattr(self, f.name)!r},\n" for f in fields(self)
+                                              if f.name != "source_path") + ")")
 
     @property
     def source_name(self) -> str:
@@ -138,6 +140,21 @@ class RunConfig:
         if "source" in changes and "source_path" not in changes:
             values["source_path"] = ""  # a new source: an image folder is found and identified again
         return RunConfig(**values)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How runs execute, never what they compute: torch.compile, synchronised BatchNorm, several GPUs."""
+    compile: bool = False  # train through torch.compile (its warm-up recorded apart, as compile_seconds)
+    sync_bn: bool = False  # data parallel: BatchNorm statistics over every process's share (GPUs only)
+    parallel: str = "off"  # off | ddp (each run over every GPU, torchrun) | spread (a notebook's runs, one per GPU)
+    gpus: int = 0  # processes of a parallel launch; 0: every visible GPU
+
+    def __post_init__(self):
+        if self.parallel not in PARALLEL_MODES:
+            raise ValueError(f"parallel={self.parallel!r} is not a way to run: use one of {', '.join(PARALLEL_MODES)}.")
+        if not isinstance(self.gpus, int) or self.gpus < 0:
+            raise ValueError(f"gpus={self.gpus!r}: give a whole number of GPUs, or 0 for every visible one.")
 
 
 def config_differences(old: dict, new: dict) -> str:

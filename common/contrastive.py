@@ -7,51 +7,24 @@ standard evaluation, uses un-augmented images, so its features are computed once
 
 import time
 
+import pandas as pd
 import torch
 from torch import nn
 
-from . import paths, results
+from . import checkpoints, results
 from .config import RunConfig
-from .experiment import RunResult, load_split, make_loaders, pick_device, run_experiment
-from .models import build_model
-from .supcon import FrozenEncoderClassifier, MLPClassifier
-from .train import load_checkpoint
+from .experiment import build_for, load_split, make_loaders, pick_device
+from .supcon import supcon_loss
 
-
-class EncoderMissing(RuntimeError):
-    """Stage 2 was started before its encoder was pretrained."""
+EncoderMissing = checkpoints.CheckpointMissing  # stage 2 started before its encoder was pretrained
 
 
 def load_encoder(pretrain: RunConfig, device="cpu") -> nn.Module:
     """The pretrained encoder of a finished (or interrupted) pretraining run, from its last checkpoint."""
-    return load_pretrained(pretrain, device).encoder
-
-
-def load_pretrained(pretrain: RunConfig, device="cpu") -> nn.Module:
-    """Encoder and projection head of a pretraining run, from its last checkpoint."""
-    path = paths.checkpoints_dir(pretrain.profile) / pretrain.run_id / "last.pt"
-    if not path.exists():
-        raise EncoderMissing(f"No pretrained encoder at {path}: run the pretraining ({pretrain.run_id}) first.")
-    state = load_checkpoint(path, device)
-    if state["config_hash"] != pretrain.fingerprint():
-        raise EncoderMissing(f"{path} holds another pretraining config: run the pretraining cell again.")
-    model = build_model(pretrain.model, pretrain.num_classes, **pretrain.model_options)
-    model.load_state_dict(state["model"])
-    return model.to(device)
-
-
-def classifier_builder(pretrain: RunConfig):
-    """build(cfg) for run_experiment: the frozen pretrained encoder under the config's head."""
-    def build(cfg: RunConfig) -> nn.Module:
-        head = MLPClassifier(num_classes=cfg.num_classes) if cfg.model == "supcon_mlp" else nn.Linear(512, cfg.num_classes)
-        return FrozenEncoderClassifier(load_encoder(pretrain), head)
-    return build
-
-
-def train_classifier(pretrain: RunConfig, cfg: RunConfig, notebook: str, force: bool = False,
-                     progress: bool = True) -> RunResult:
-    """Stage 2 as a recorded run: best-validation and final-epoch test accuracy, as every Level A run."""
-    return run_experiment(cfg, notebook, force=force, progress=progress, build=classifier_builder(pretrain))
+    model = build_for(pretrain, device)
+    model.encoder.load_state_dict(checkpoints.load_encoder(f"{pretrain.run_id}@{pretrain.fingerprint()}",
+                                                           pretrain.profile, device))
+    return model.encoder
 
 
 @torch.no_grad()
@@ -66,13 +39,13 @@ def embed(encoder: nn.Module, loader) -> tuple:
 
 
 def linear_probe(pretrain: RunConfig, notebook: str, epochs: int = 100, lr: float = 1e-3,
-                 weight_decay: float = 5e-4, batch_size: int = 256) -> dict:
+                 weight_decay: float = 5e-4, batch_size: int = 256, allow_cpu: bool = False) -> dict:
     """A linear classifier on cached frozen features (no augmentation), tested at its best-validation epoch.
 
     Recorded as a row of the notebook's results (experiment a_supcon_linear_probe).
     """
-    started = time.perf_counter()
-    device = pick_device(pretrain.profile)
+    started, commit = time.perf_counter(), results.git_commit()
+    device = pick_device(pretrain.profile, allow_cpu)
     cfg = pretrain.replace(augment=(), loss="cross_entropy")  # plain images, plain labels
     train_loader, val_loader, test_loader = make_loaders(cfg, load_split(cfg), device)
     encoder = load_encoder(pretrain, device)
@@ -93,38 +66,36 @@ def linear_probe(pretrain: RunConfig, notebook: str, epochs: int = 100, lr: floa
             loss.backward()
             optimizer.step()
         schedule.step()
-        val_acc = _accuracy(probe, val_x, val_y) if len(val_y) else 0.0
+        val_acc = _probe_accuracy(probe, val_x, val_y) if len(val_y) else 0.0
         if val_acc > best[0]:
             best = (val_acc, epoch, {k: v.clone() for k, v in probe.state_dict().items()})
-    final_acc = _accuracy(probe, test_x, test_y)
+    final_acc = _probe_accuracy(probe, test_x, test_y)
     probe.load_state_dict(best[2])
-    row = {"run_id": f"a_supcon_linear_probe-{pretrain.run_id}", "notebook": notebook,
-           "experiment": "a_supcon_linear_probe", "model": "linear probe", "dataset": pretrain.dataset,
-           "source": pretrain.source, "profile": pretrain.profile, "seed": pretrain.seed,
-           "epochs": epochs, "shortened": pretrain.shortened, "best_epoch": best[1], "val_acc_best": best[0],
-           "test_acc_best": _accuracy(probe, test_x, test_y), "test_acc_final": final_acc,
-           "params": sum(p.numel() for p in probe.parameters()),
-           "wall_seconds": round(time.perf_counter() - started, 1), "config_hash": pretrain.fingerprint(),
-           "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    results.upsert_result(paths.results_dir(pretrain.profile) / f"{notebook}.csv", row)
+    probe_cfg = pretrain.replace(experiment="a_supcon_linear_probe", model="linear_probe", augment=(),
+                                 loss="cross_entropy", epochs=epochs, lr=lr, weight_decay=weight_decay,
+                                 batch_size=batch_size, encoder=f"{pretrain.run_id}@{pretrain.fingerprint()}",
+                                 schedule={"name": "cosine"}, shortened=pretrain.shortened)
+    row = results.make_row(
+        probe_cfg, notebook, device, "fp32", commit, best_epoch=best[1], val_acc_best=best[0],
+        test_acc_best=_probe_accuracy(probe, test_x, test_y), test_loss_best=float("nan"),
+        test_acc_final=final_acc, test_loss_final=float("nan"),
+        params=sum(p.numel() for p in probe.parameters()), wall_seconds=round(time.perf_counter() - started, 1),
+        train_images_per_s=float("nan"), noise_changed=float("nan"))
+    results.upsert_result(results.results_csv(probe_cfg, notebook), row)
     return row
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def _probe_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (model(x).argmax(1) == y).float().mean().item()
 
 
 def load_classifier_encoder(cfg: RunConfig, device="cpu") -> nn.Module:
     """The encoder of a cross-entropy run (e.g. notebook 03's ResNet18) from its best-validation checkpoint."""
-    folder = paths.checkpoints_dir(cfg.profile) / cfg.run_id
-    path = next((folder / name for name in ("best.pt", "last.pt") if (folder / name).exists()), None)
-    if path is None:
-        raise EncoderMissing(f"No checkpoint of {cfg.run_id} in {folder}: run its notebook first.")
-    model = build_model(cfg.model, cfg.num_classes, **cfg.model_options)
-    model.load_state_dict(load_checkpoint(path, device)["model"])
+    model = build_for(cfg, device)
+    model.load_state_dict(checkpoints.load_weights(cfg, "best", device))
     model.fc = nn.Identity()  # the 512-d pooled features, as the SupCon encoder gives
-    return model.to(device)
+    return model
 
 
 def loss_forms(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07):
@@ -133,10 +104,6 @@ def loss_forms(features: torch.Tensor, labels: torch.Tensor, temperature: float 
     Per form: the loss, the norm of its gradient on the projections, and the mean share of each anchor's
     denominator taken by its similarity to itself (exp(1/T), the largest term any row can hold).
     """
-    import pandas as pd
-
-    from .supcon import supcon_loss
-
     lines = []
     for include_self, name in ((False, "Khosla et al. (anchor left out)"), (True, "report script (anchor kept)")):
         f = features.detach().float().requires_grad_(True)

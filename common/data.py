@@ -7,7 +7,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision import datasets
+from torchvision.datasets import utils
+from torchvision.transforms.v2 import functional as F
 
 from . import paths
 
@@ -48,6 +53,7 @@ class Split:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: list
+    train_clean_y: torch.Tensor = None  # with label noise: the true training labels (train_y holds the noisy ones)
 
     @property
     def num_classes(self) -> int:
@@ -97,8 +103,6 @@ def cached(path: Path, build) -> ImageSet:
 
 
 def _torchvision_cifar(source: str, data_dir: Path) -> ImageSet:
-    from torchvision import datasets
-
     cls = datasets.CIFAR10 if source == "cifar10" else datasets.CIFAR100
     root = data_dir / source
     archive = cls.filename  # e.g. cifar-10-python.tar.gz
@@ -107,6 +111,11 @@ def _torchvision_cifar(source: str, data_dir: Path) -> ImageSet:
         try:
             ds = cls(root=str(root), train=train, download=True)
         except Exception as err:  # offline, blocked or a corrupt archive
+            if (root / archive).exists():
+                raise DataUnavailable(
+                    f"{root / archive} is there but cannot be read ({type(err).__name__}): it is corrupt or cut "
+                    f"short; delete it (and {root}/{cls.base_folder}, if any) so that it is downloaded again from "
+                    f"{cls.url}, or put a good copy there.") from None
             raise DataUnavailable(
                 f"{CIFAR_NAMES[source]} is not in {root} and could not be downloaded ({type(err).__name__}): "
                 f"put {archive} from {cls.url} into {root}, use source='imagefolder:PATH' for a local "
@@ -132,8 +141,6 @@ def _imagenette(data_dir: Path, image_size: int) -> ImageSet:
 
 def _fetch_imagenette(root: Path, folder: Path) -> None:
     """Download the archive into `root` (unless it is there already) and unpack it."""
-    from torchvision.datasets import utils
-
     archive = root / IMAGENETTE_URL.rsplit("/", 1)[1]
     part = archive.with_name(archive.name + ".part")  # renamed when complete, so a cut download is not trusted
     try:
@@ -228,10 +235,6 @@ def _decode_folder(folder: Path, image_size: int, splits=("train", "test")) -> I
 
 def _read_image(file: Path, size: int) -> torch.Tensor:
     """One image as uint8 3 x size x size: shorter side resized to `size`, then centre-cropped."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2 import functional as F
-
     try:
         with Image.open(file) as pil:
             image = torch.from_numpy(np.array(pil.convert("RGB"))).permute(2, 0, 1).contiguous()

@@ -90,7 +90,7 @@ def sum_across(values: dict) -> dict:
 def gather_batch(features: torch.Tensor, labels: torch.Tensor, sizes: list):
     """The whole batch from every process's share: (V * B, D) rows, views still stacked, with their gradient
     flowing back to each share; and the B labels. `sizes` gives each process's share of the batch."""
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed.nn.functional import all_gather  # deferred: torch builds without distributed lack it
 
     share = len(labels)
     views = len(features) // share
@@ -109,7 +109,7 @@ def wrap(model: torch.nn.Module, sync_bn: bool = False) -> torch.nn.Module:
     """The module that trains: DistributedDataParallel over `model` when there are several processes."""
     if not active():
         return model
-    from torch.nn.parallel import DistributedDataParallel
+    from torch.nn.parallel import DistributedDataParallel  # deferred, as all_gather above
 
     device = next(model.parameters()).device
     if sync_bn:

@@ -1,70 +1,52 @@
-"""run_experiment(): data -> model -> fit -> test -> results row, history CSV and curves PNG."""
+"""run_experiment(): data -> network -> fit -> test -> a recorded run (results row, history CSV, curves PNG).
 
+run_experiments() does it for a notebook's named runs, handing them to other processes when the execution
+asks for several GPUs (common.launch), then loading what they recorded.
+"""
+
+import argparse
 import contextlib
 import math
 import os
 import shutil
-import subprocess
-import time
-from dataclasses import dataclass
+import sys
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from . import data, distributed, paths, results
+from . import checkpoints, data, distributed, launch, results, viz
 from .augment import build_augment
-from .config import RunConfig
+from .config import Execution, RunConfig
+from .coteaching import CoTeachingPair
 from .loader import DeviceLoader
 from .models import build_model, count_parameters
-from .train import autocast_dtype, evaluate, fit, precision_name, use_channels_last
-
-ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"
-COMPILE_ENV = "REPRO_COMPILE"  # 1: train through torch.compile (python -m common.reproduce --compile)
-SYNC_BN_ENV = "REPRO_SYNC_BN"  # 1: synchronise BatchNorm over the processes of a data-parallel run (--sync-bn)
+from .noise import add_label_noise
+from .results import RunResult
+from .train import Loaders, autocast_dtype, evaluate, fit, precision_name, use_channels_last
 
 
 class NoGPU(RuntimeError):
     """A full-profile run was started without a GPU."""
 
 
-@dataclass
-class RunResult:
-    """A finished run: its results row, its per-epoch history, and whether it was loaded from disk."""
-    row: dict
-    history: pd.DataFrame
-    loaded: bool
-
-    def __repr__(self):
-        r = self.row
-        return (f"RunResult({r['run_id']}: test acc {r['test_acc_best']:.4f} (best val, epoch {r['best_epoch']}), "
-                f"{r['test_acc_final']:.4f} (final), {r['wall_seconds']:.0f}s on {r['device']}"
-                f"{', loaded' if self.loaded else ''})")
+class RunBusy(RuntimeError):
+    """Another process is training this very run."""
 
 
-def pick_device(profile: str) -> torch.device:
-    """CUDA when present (this process's GPU under torchrun); the full profile refuses the CPU unless
-    $REPRO_ALLOW_CPU is set."""
+def pick_device(profile: str, allow_cpu: bool = False) -> torch.device:
+    """CUDA when present (this process's GPU under torchrun); the full profile refuses the CPU unless allowed."""
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
-    if profile == "full" and not os.environ.get(ALLOW_CPU_ENV):
+    if profile == "full" and not allow_cpu:
         raise NoGPU("The full profile needs a GPU and none was found: run on a GPU machine or in Colab "
                     "(Runtime > Change runtime type > GPU), use the smoke profile (PROFILE='smoke'), or set "
-                    f"{ALLOW_CPU_ENV}=1 to train on the CPU anyway (hours per run).")
+                    "ALLOW_CPU = True (REPRO_ALLOW_CPU=1) to train on the CPU anyway (hours per run).")
     return torch.device("cpu")
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=os.path.dirname(__file__),
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def load_split(cfg: RunConfig) -> data.Split:
-    """The run's images, split into train / validation / test as its config says."""
+    """The run's images, split into train / validation / test as its config says, with its label noise."""
     images = data.load_images(cfg.source, num_classes=cfg.num_classes, image_size=cfg.image_size,
                               synthetic_sizes=cfg.synthetic_sizes, seed=cfg.seed, folder=cfg.source_path)
     if images.num_classes != cfg.num_classes:
@@ -72,54 +54,59 @@ def load_split(cfg: RunConfig) -> data.Split:
                          "set num_classes to match the data set.")
     split = data.split(images, cfg.val_size, cfg.seed)
     if cfg.label_noise:  # training labels only; validation and test stay clean, so selection uses clean labels
-        from .noise import add_label_noise
-        noisy, _ = add_label_noise(split.train_y, cfg.label_noise.get("rate", 0), cfg.label_noise.get("kind", "symmetric"),
-                                   num_classes=cfg.num_classes, seed=cfg.seed)
-        split.train_y = torch.stack([noisy, split.train_y], 1)  # columns: the label trained on, the true one
+        split.train_clean_y = split.train_y
+        split.train_y, _ = add_label_noise(split.train_y, cfg.label_noise.get("rate", 0),
+                                           cfg.label_noise.get("kind", "symmetric"), num_classes=cfg.num_classes,
+                                           seed=cfg.seed)
     return split
 
 
 def noise_changed(split: data.Split) -> float:
     """The fraction of training labels that label noise actually changed (NaN without noise)."""
-    return (split.train_y[:, 0] != split.train_y[:, 1]).float().mean().item() if split.train_y.dim() == 2 else math.nan
+    if split.train_clean_y is None:
+        return math.nan
+    return (split.train_y != split.train_clean_y).float().mean().item()
 
 
-def make_loaders(cfg: RunConfig, split: data.Split, device: torch.device):
+def make_loaders(cfg: RunConfig, split: data.Split, device: torch.device) -> Loaders:
     """Device-resident train (augmented, shuffled), validation and test loaders."""
-    channels_last = use_channels_last(cfg, device)
-    common = dict(mean=cfg.mean, std=cfg.std, device=device, channels_last=channels_last, seed=cfg.seed)
+    shared = dict(mean=cfg.mean, std=cfg.std, device=device, channels_last=use_channels_last(cfg, device),
+                  seed=cfg.seed)
     # under torchrun each process trains on its share of every batch; all of them validate and test on everything
     train = DeviceLoader(split.train_x, split.train_y, cfg.batch_size, augment=build_augment(cfg.augment),
-                         shuffle=True, rank=distributed.rank(), world_size=distributed.world_size(), **common)
-    val = DeviceLoader(split.val_x, split.val_y, cfg.eval_batch_size, shuffle=False, **common)
-    test = DeviceLoader(split.test_x, split.test_y, cfg.eval_batch_size, shuffle=False, **common)
-    return train, val, test
+                         shuffle=True, rank=distributed.rank(), world_size=distributed.world_size(),
+                         clean=split.train_clean_y, **shared)
+    val = DeviceLoader(split.val_x, split.val_y, cfg.eval_batch_size, shuffle=False, **shared)
+    test = DeviceLoader(split.test_x, split.test_y, cfg.eval_batch_size, shuffle=False, **shared)
+    return Loaders(train, val, test)
 
 
-def _history_csv(cfg: RunConfig):
-    return paths.results_dir(cfg.profile) / "history" / f"{cfg.run_id}.csv"
-
-
-def recorded_result(cfg: RunConfig, notebook: str):
-    """The recorded result of this exact run (same id and config) in a notebook's results, or None."""
-    row = results.find_result(paths.results_dir(cfg.profile) / f"{notebook}.csv", cfg.run_id, cfg.fingerprint())
-    if row is None or not _history_csv(cfg).exists():
-        return None
-    return RunResult(row, results.read_history(_history_csv(cfg)), loaded=True)
+def build_for(cfg: RunConfig, device="cpu") -> torch.nn.Module:
+    """The run's network from the model registry, seeded, on `device` in the run's memory format: two of them for
+    Co-teaching, and a classifier's frozen encoder loaded from the pretraining run its config names."""
+    torch.manual_seed(cfg.seed)
+    if cfg.coteaching:
+        model = CoTeachingPair(*(build_model(cfg.model, cfg.num_classes, **cfg.model_options) for _ in range(2)))
+    else:
+        model = build_model(cfg.model, cfg.num_classes, **cfg.model_options)
+    if cfg.encoder:
+        model.encoder.load_state_dict(checkpoints.load_encoder(cfg.encoder, cfg.profile))
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if use_channels_last(cfg, torch.device(device)) else model
 
 
 def load_trained(cfg: RunConfig, device="cpu", which: str = "best") -> torch.nn.Module:
-    """A run's network with its best-validation (or last) weights, from its checkpoint folder."""
-    from .train import load_checkpoint
+    """A run's network with its best-validation (or last) weights, in eval mode."""
+    model = build_for(cfg, device)
+    model.load_state_dict(checkpoints.load_weights(cfg, which, device))
+    return model.eval()
 
-    folder = paths.checkpoints_dir(cfg.profile) / cfg.run_id
-    names = ("best.pt", "last.pt") if which == "best" else ("last.pt",)
-    path = next((folder / name for name in names if (folder / name).exists()), None)
-    if path is None:
-        raise FileNotFoundError(f"No checkpoint of {cfg.run_id} in {folder}: run it first (run_experiment).")
-    model = build_for(cfg)
-    model.load_state_dict(load_checkpoint(path, device)["model"])
-    return model.to(device).eval()
+
+def training_sample(cfg: RunConfig, n: int = 8) -> tuple:
+    """The first `n` training images of a run (float, [0, 1]) and their classes' names, as plots show them."""
+    split = load_split(cfg)
+    labels = split.train_clean_y if split.train_clean_y is not None else split.train_y
+    return split.train_x[:n].float() / 255, [split.classes[int(label)] for label in labels[:n]]
 
 
 def train_throughput(history: list, train_images: int) -> float:
@@ -128,46 +115,38 @@ def train_throughput(history: list, train_images: int) -> float:
     return train_images * len(history) / seconds if seconds else float("nan")
 
 
-def build_for(cfg: RunConfig) -> torch.nn.Module:
-    """The run's network from the model registry (two of them, differently initialised, for Co-teaching)."""
-    if cfg.coteaching:
-        from .coteaching import CoTeachingPair
-        return CoTeachingPair(*(build_model(cfg.model, cfg.num_classes, **cfg.model_options) for _ in range(2)))
-    return build_model(cfg.model, cfg.num_classes, **cfg.model_options)
-
-
-def speed_options() -> dict:
-    """fit()'s torch.compile and synchronised-BatchNorm switches, from the environment (reproduce sets them)."""
-    return {"compile": os.environ.get(COMPILE_ENV) == "1", "sync_bn": os.environ.get(SYNC_BN_ENV) == "1"}
-
-
 def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True,
-                   build=build_for) -> RunResult:
+                   execution: Execution = Execution(), allow_cpu: bool = False) -> RunResult:
     """Train and test one run, or load its recorded result if it already finished (unless `force`).
 
-    `build(cfg)` makes the network (default: the registry's); a contrastive run is not tested (no classes).
-    With $REPRO_PARALLEL=ddp and several GPUs, the training is launched under torchrun (common.launch);
-    in a process that torchrun started, every process trains and only the main one writes.
+    A contrastive run is not tested (it has no classes). With execution.parallel="ddp" and several GPUs the
+    training is launched under torchrun (common.launch); in a process that torchrun started, every process
+    trains and only the main one writes.
     """
-    from . import launch
-
-    if build is build_for and launch.wants_torchrun(cfg, notebook, force):
-        launch.torchrun_runs([cfg], notebook, force)
+    if launch.wants_torchrun(cfg, notebook, force, execution):
+        launch.torchrun_runs([cfg], notebook, force, execution, allow_cpu)
         force = False  # trained and recorded by the launched processes: load it
     if not force:
-        recorded = recorded_result(cfg, notebook)
+        recorded = results.recorded_result(cfg, notebook)
         if recorded is not None:
             if distributed.is_main():
                 print(f"{cfg.run_id}: finished on {recorded.row['finished_at']}, loading its recorded result "
                       "(force=True trains it again).")
             return recorded
-    device = pick_device(cfg.profile)  # before anything is written: no GPU, nothing on disk
+    device = pick_device(cfg.profile, allow_cpu)  # before anything is written: no GPU, nothing on disk
     with _training_lock(cfg):
-        return _train_and_record(cfg, notebook, device, force, progress, build)
+        return _train_and_record(cfg, notebook, device, force, progress, execution)
 
 
-class RunBusy(RuntimeError):
-    """Another process is training this very run."""
+def run_experiments(configs: dict, notebook: str, force: bool = False, progress: bool = True,
+                    execution: Execution = Execution(), allow_cpu: bool = False) -> dict:
+    """run_experiment for each named config, spread one per GPU when execution.parallel="spread"; name -> RunResult."""
+    spread = launch.wants_spread(list(configs.values()), notebook, force, execution)
+    if spread:
+        launch.spread_runs(spread, notebook, force, execution, allow_cpu)
+        force = False  # the workers trained and recorded them: load them
+    return {name: run_experiment(cfg, notebook, force=force, progress=progress, execution=execution,
+                                 allow_cpu=allow_cpu) for name, cfg in configs.items()}
 
 
 @contextlib.contextmanager
@@ -177,7 +156,7 @@ def _training_lock(cfg: RunConfig):
     with contextlib.ExitStack() as held:
         if distributed.is_main():
             try:
-                held.enter_context(results.locked(paths.checkpoints_dir(cfg.profile) / cfg.run_id, wait=False))
+                held.enter_context(results.locked(checkpoints.run_folder(cfg), wait=False))
             except results.Busy:
                 raise RunBusy(f"{cfg.run_id} is being trained by another process right now: let it finish, then "
                               "run this again to load its result (or stop that process; this one then resumes it).") from None
@@ -185,76 +164,81 @@ def _training_lock(cfg: RunConfig):
 
 
 def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force: bool, progress: bool,
-                      build) -> RunResult:
+                      execution: Execution) -> RunResult:
     """The training part of run_experiment: data, network, fit, test, then (main process) the records."""
-    results_csv = paths.results_dir(cfg.profile) / f"{notebook}.csv"
-    history_csv = _history_csv(cfg)
-    figure_png = paths.figures_dir(cfg.profile) / f"{cfg.run_id}.png"
-    checkpoint_dir = paths.checkpoints_dir(cfg.profile) / cfg.run_id
+    commit = results.git_commit()  # the code the run starts with
+    folder = checkpoints.run_folder(cfg)
     with distributed.main_first():  # one process downloads and caches the data; the others then read it
-        if force and checkpoint_dir.exists():
-            shutil.rmtree(checkpoint_dir)
+        if force and folder.exists():
+            shutil.rmtree(folder)
         split = load_split(cfg)
-    train_loader, val_loader, test_loader = make_loaders(cfg, split, device)
-    torch.manual_seed(cfg.seed)
-    model = build(cfg).to(device)
-    if use_channels_last(cfg, device):
-        model = model.to(memory_format=torch.channels_last)
-    outcome = fit(model, train_loader, val_loader, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
-                  test_loader=test_loader, **speed_options())
+    loaders = make_loaders(cfg, split, device)
+    model = build_for(cfg, device)
+    outcome = fit(model, loaders, cfg, folder, progress=progress, execution=execution)
 
     amp_dtype = autocast_dtype(cfg, device)
     contrastive = cfg.loss != "cross_entropy"
-    test_loss_final, test_acc_final = (math.nan, math.nan) if contrastive else evaluate(model, test_loader, amp_dtype)
+    test_loss_final, test_acc_final = (math.nan, math.nan) if contrastive else evaluate(model, loaders.test, amp_dtype)
     test_loss_best, test_acc_best = test_loss_final, test_acc_final
     if outcome.best_epoch != len(outcome.history):  # the best-validation epoch is another one: test its weights
         model.load_state_dict(outcome.best_state)
-        test_loss_best, test_acc_best = evaluate(model, test_loader, amp_dtype)
-    best_row = outcome.history[outcome.best_epoch - 1]
-    row = {
-        "run_id": cfg.run_id, "notebook": notebook, "experiment": cfg.experiment, "model": cfg.model,
-        "dataset": cfg.dataset, "source": cfg.source, "profile": cfg.profile, "seed": cfg.seed, "epochs": cfg.epochs,
-        "shortened": cfg.shortened,
-        "best_epoch": outcome.best_epoch, "val_acc_best": best_row["val_acc"],
-        "test_acc_best": test_acc_best, "test_loss_best": test_loss_best,
-        "test_acc_final": test_acc_final, "test_loss_final": test_loss_final,
-        "params": count_parameters(model), "wall_seconds": round(outcome.wall_seconds, 1),
-        "train_images_per_s": round(train_throughput(outcome.history, len(train_loader.y)), 1),
-        "noise_changed": noise_changed(split),
-        "device": _device_name(device), "precision": precision_name(amp_dtype),
-        "torch": torch.__version__, "git_commit": git_commit(), "config_hash": cfg.fingerprint(),
-        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+        test_loss_best, test_acc_best = evaluate(model, loaders.test, amp_dtype)
+    row = results.make_row(
+        cfg, notebook, device, precision_name(amp_dtype), commit,
+        best_epoch=outcome.best_epoch, val_acc_best=outcome.history[outcome.best_epoch - 1]["val_acc"],
+        test_acc_best=test_acc_best, test_loss_best=test_loss_best,
+        test_acc_final=test_acc_final, test_loss_final=test_loss_final,
+        params=count_parameters(model), wall_seconds=round(outcome.wall_seconds, 1),
+        train_images_per_s=round(train_throughput(outcome.history, len(loaders.train.y)), 1),
+        noise_changed=noise_changed(split))
     if distributed.is_main():  # the other processes of a data-parallel run hold the same numbers
-        results.write_history(history_csv, outcome.history)
-        fig = results.plot_history(pd.DataFrame(outcome.history), title=cfg.run_id)
-        results.save_figure(fig, figure_png)
+        results.write_history(results.history_csv(cfg), outcome.history)
+        fig = viz.plot_history(pd.DataFrame(outcome.history), title=cfg.run_id)
+        results.save_figure(fig, results.figure_png(cfg))
         plt.close(fig)  # saved, not shown: the notebook draws its own
-        results.upsert_result(results_csv, row)
+        results.upsert_result(results.results_csv(cfg, notebook), row)
     distributed.barrier()  # no process reads the results before they are written
     return RunResult(row, pd.DataFrame(outcome.history), loaded=False)
 
 
-def _device_name(device: torch.device) -> str:
-    """The device a run trained on, as recorded with its result: the GPU's name (times the processes), or the CPU's threads."""
-    if device.type != "cuda":
-        name = f"cpu x{torch.get_num_threads()}"
-    else:
-        name = torch.cuda.get_device_name(device)
-    return f"{name} x{distributed.world_size()} processes" if distributed.world_size() > 1 else name
-
-
-def trace_steps(cfg: RunConfig, min_steps: int = 1) -> pd.DataFrame:
+def trace_steps(cfg: RunConfig, min_steps: int = 1, allow_cpu: bool = False) -> pd.DataFrame:
     """Train the first whole epochs of a run that hold at least `min_steps` steps (its full schedule,
     no checkpoint, nothing recorded) and return every step's learning rate and training loss."""
-    device = pick_device(cfg.profile)
-    train_loader, val_loader, _ = make_loaders(cfg, load_split(cfg), device)
-    epochs = -(-min_steps // len(train_loader))
-    torch.manual_seed(cfg.seed)
-    model = build_for(cfg).to(device)
-    if use_channels_last(cfg, device):
-        model = model.to(memory_format=torch.channels_last)
-    outcome = fit(model, train_loader, val_loader, cfg, progress=False, record_steps=True, stop_after=epochs)
+    device = pick_device(cfg.profile, allow_cpu)
+    loaders = make_loaders(cfg, load_split(cfg), device)
+    epochs = -(-min_steps // len(loaders.train))
+    outcome = fit(build_for(cfg, device), loaders, cfg, progress=False, stop_after=epochs, record_steps=True)
     trace = pd.DataFrame(outcome.steps, columns=["epoch", "step", "lr", "loss"])
-    trace["step"] = (trace["epoch"] - 1) * len(train_loader) + trace["step"]
+    trace["step"] = (trace["epoch"] - 1) * len(loaders.train) + trace["step"]
     return trace
+
+
+def worker(argv=None) -> None:
+    """python -m common.experiment worker JOB [--gpu K]: train a launch's runs (under torchrun, or one GPU's share)."""
+    parser = argparse.ArgumentParser(prog="python -m common.experiment worker")
+    parser.add_argument("job")
+    parser.add_argument("--gpu", type=int, help="spread: this worker's GPU; it claims runs one at a time")
+    args = parser.parse_args(argv)
+    if args.gpu is not None and torch.cuda.is_available():
+        os.environ["LOCAL_RANK"] = str(args.gpu % torch.cuda.device_count())  # setup() binds to it
+    distributed.setup()
+    job = launch.read_job(args.job)
+    # a worker trains in its own process(es), never launches again
+    execution = Execution(compile=job["execution"].compile, sync_bn=job["execution"].sync_bn)
+    for index, cfg in enumerate(job["configs"]):
+        if args.gpu is None or launch.claim(args.job, index):
+            try:
+                run_experiment(cfg, job["notebook"], force=job["force"], progress=False, execution=execution,
+                               allow_cpu=job["allow_cpu"])
+            except Exception as err:
+                print(f"{launch.FAILED_MARK} {cfg.run_id}: {type(err).__name__}: {err}", flush=True)
+                raise
+            if distributed.is_main():
+                print(f"{cfg.run_id}: done", flush=True)
+    distributed.shutdown()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["worker"]:
+        sys.exit("usage: python -m common.experiment worker JOB [--gpu K] (started by run_experiment(s), not by hand)")
+    worker(sys.argv[2:])

@@ -43,6 +43,9 @@ from pathlib import Path
 import torch
 
 from . import bench, paths, recipes
+from .experiment import load_split, run_experiment
+from .published import published_accuracy
+from .results import recorded_result
 
 BUDGET_S = 480
 ARCHIVE_LIMIT = 16 * 2**20  # bytes
@@ -204,15 +207,11 @@ def checkpoint_epoch(cfg) -> int:
 
 def recorded(cfg, notebook: str):
     """The run's recorded result, or None."""
-    from .experiment import recorded_result
-
     return recorded_result(cfg, notebook)
 
 
 def train_within(cfg, notebook: str, deadline: float, poll_s: float = 0.2) -> dict:
     """run_experiment, stopped after the checkpoint of the last epoch that ends before `deadline`; its outcome."""
-    from .experiment import run_experiment
-
     watch = EpochWatch(paths.checkpoints_dir(cfg.profile) / cfg.run_id / "last.pt", deadline, cfg.epochs,
                        checkpoint_epoch(cfg))
     stop = threading.Event()
@@ -228,7 +227,7 @@ def train_within(cfg, notebook: str, deadline: float, poll_s: float = 0.2) -> di
     thread.start()
     try:
         try:
-            row = run_experiment(cfg, notebook, progress=True).row
+            row = run_experiment(cfg, notebook, progress=True, allow_cpu=os.environ.get("REPRO_ALLOW_CPU") == "1").row
         finally:
             stop.set()
             thread.join()
@@ -305,8 +304,6 @@ def benchmark(device, out: Path, dry_run: bool) -> list:
 
 def decode(runs: list) -> tuple:
     """Load the runs' images once (an image folder is decoded into the cache); (training images, test images)."""
-    from .experiment import load_split
-
     split = load_split(runs[0][2])
     return len(split.train_y) + len(split.val_y), len(split.test_y)
 
@@ -332,8 +329,6 @@ def pack(archive: Path, log: Path, profile: str) -> list:
 
 def published(cfg) -> str:
     """The report's test accuracy for a run, as text."""
-    from .published import published_accuracy
-
     try:
         value = published_accuracy(cfg.experiment, cfg.dataset)
     except KeyError:

@@ -3,10 +3,12 @@
 import torch
 
 from .augment import normalize
+from .seeds import derive_seed
 
 
 class DeviceLoader:
-    """Yield (images, labels) batches drawn from tensors kept on `device`.
+    """Yield (images, labels) batches drawn from tensors kept on `device`; (images, labels, clean labels) when
+    it holds a noisy-label run's true labels too.
 
     Each epoch is a fresh permutation seeded by (seed, epoch): every sample is seen once per
     epoch, and an interrupted run that resumes at epoch k draws exactly what it would have.
@@ -15,7 +17,7 @@ class DeviceLoader:
     """
 
     def __init__(self, x, y, batch_size, mean, std, augment=None, shuffle=True,
-                 device="cpu", channels_last=False, seed=0, rank=0, world_size=1):
+                 device="cpu", channels_last=False, seed=0, rank=0, world_size=1, clean=None):
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels.")
         if batch_size < 1:
@@ -28,6 +30,7 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.x = x.to(self.device)
         self.y = y.to(self.device)
+        self.clean = None if clean is None else clean.to(self.device)
         self.batch_size, self.mean, self.std = batch_size, mean, std
         self.augment, self.shuffle, self.channels_last, self.seed = augment, shuffle, channels_last, seed
         self.rank, self.world_size = rank, world_size
@@ -39,8 +42,9 @@ class DeviceLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def generator(self) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.epoch)
+    def generator(self, stream: str = "shuffle") -> torch.Generator:
+        """This epoch's generator of one stream: the batches (shuffle) or this process's augmentation."""
+        return torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, self.epoch, stream, self.rank))
 
     def batch_indices(self, gen=None) -> list:
         """This process's sample indices of every batch of the current epoch (`gen`: the epoch's generator)."""
@@ -65,7 +69,7 @@ class DeviceLoader:
         gen = self.generator()
         batches = self.batch_indices(gen)
         if self.rank > 0:  # the other processes augment their shares with draws of their own
-            gen = torch.Generator(device=self.device).manual_seed((self.seed * 1_000_003 + self.epoch) * 1_009 + self.rank)
+            gen = self.generator("augment")
         for idx in batches:
             images = self.x[idx].float().div_(255)
             if self.augment is not None:
@@ -73,4 +77,4 @@ class DeviceLoader:
             images = normalize(images, self.mean, self.std)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            yield images, self.y[idx]
+            yield (images, self.y[idx]) if self.clean is None else (images, self.y[idx], self.clean[idx])

@@ -2,6 +2,11 @@
 
 import torch
 from torch import nn
+from torchvision.models import resnet18 as tv_resnet18
+from torchvision.models.convnext import CNBlockConfig, ConvNeXt, LayerNorm2d
+from torchvision.ops import SqueezeExcitation
+
+from .supcon import FrozenEncoderClassifier, MLPClassifier, ProjectionHead, SupConModel, encoder_features
 
 MODELS = {}
 
@@ -72,8 +77,6 @@ def _cifar_stem(model: nn.Module) -> nn.Module:
 @register("resnet18")
 def resnet18(num_classes=10, dropout=0.5):
     """ResNet18 with the CIFAR stem and the report's head: dropout 0.5 + linear (torchvision: linear only)."""
-    from torchvision.models import resnet18 as tv_resnet18
-
     model = _cifar_stem(tv_resnet18(num_classes=num_classes))
     model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, num_classes))
     return model
@@ -87,8 +90,6 @@ def se_resnet18(num_classes=10, dropout=0.5, reduction=16):
     torchvision's SqueezeExcitation computes the two C->C/16->C maps as 1x1 convolutions on the pooled
     vector, which is the report's pair of linear layers (same weights, same parameter count).
     """
-    from torchvision.ops import SqueezeExcitation
-
     model = resnet18(num_classes, dropout)
     for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
         for block in stage:
@@ -109,8 +110,6 @@ def convnext(num_classes=10, depths=(3, 3, 9, 3), widths=(96, 192, 384, 768), dr
     truncated-normal (std 0.02) init with zero biases. The report's one change: the stem is a 3x3
     stride-1 conv + LayerNorm instead of the 4x4 stride-4 patchify, so stage 1 runs at 32x32.
     """
-    from torchvision.models.convnext import CNBlockConfig, ConvNeXt, LayerNorm2d
-
     stages = [CNBlockConfig(c, c_next, d) for c, c_next, d in zip(widths, (*widths[1:], None), depths)]
     model = ConvNeXt(stages, stochastic_depth_prob=drop_path, layer_scale=layer_scale, num_classes=num_classes)
     stem = nn.Sequential(nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1),
@@ -124,16 +123,25 @@ def convnext(num_classes=10, depths=(3, 3, 9, 3), widths=(96, 192, 384, 768), dr
 @register("supcon_resnet18")
 def supcon_resnet18(num_classes=100):
     """The ResNet18 encoder (512-d features, no classifier) under SupCon's projection head (512 -> 128)."""
-    from .supcon import ProjectionHead, SupConModel, encoder_features
-
     return SupConModel(encoder_features(resnet18(num_classes)), ProjectionHead())
+
+
+@register("supcon_mlp")
+def supcon_mlp(num_classes=100):
+    """Stage 2 as the report ran it: the frozen SupCon encoder (its weights come from the run's `encoder`)
+    under an MLP classifier."""
+    return FrozenEncoderClassifier(supcon_resnet18().encoder, MLPClassifier(num_classes=num_classes))
+
+
+@register("supcon_linear")
+def supcon_linear(num_classes=100):
+    """A linear classifier on the frozen SupCon encoder."""
+    return FrozenEncoderClassifier(supcon_resnet18().encoder, nn.Linear(512, num_classes))
 
 
 @register("resnet18_imagenet")
 def resnet18_imagenet(num_classes=10):
     """torchvision's resnet18 unchanged (7x7 stride-2 stem + max-pool, linear head): the report's ImageNette model."""
-    from torchvision.models import resnet18 as tv_resnet18
-
     return tv_resnet18(num_classes=num_classes)
 
 

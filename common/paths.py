@@ -10,8 +10,11 @@ ROOT_ENV = "REPRO_ROOT"  # the repository root (default: found from here)
 
 
 def default_profile() -> str:
-    """The profile a notebook runs when no papermill parameter says otherwise."""
-    return check_profile(os.environ.get(PROFILE_ENV, "full"))
+    """The profile a notebook runs when no papermill parameter says otherwise: $REPRO_PROFILE, else full."""
+    profile = os.environ.get(PROFILE_ENV, "full")
+    if profile not in PROFILES:
+        raise ValueError(f"{PROFILE_ENV}={profile!r} is not a profile: set it to one of {', '.join(PROFILES)}, or unset it.")
+    return profile
 
 
 def check_profile(profile: str) -> str:

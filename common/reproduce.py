@@ -15,29 +15,32 @@ interruption left.
 """
 
 import argparse
-import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
-from . import paths
-from .experiment import ALLOW_CPU_ENV, COMPILE_ENV, SYNC_BN_ENV
-from .launch import GPUS_ENV, MODES, PARALLEL_ENV
+import torch
+
+from . import distributed, paths
+from .config import PARALLEL_MODES
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the repository's, wherever outputs go
+ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"  # 1: train the full profile on a CPU (read here and in the notebooks' parameters)
 
 
 def notebooks(only=None) -> list:
     """The report's notebooks in order (the summary is numbered last); `only` filters by number or name."""
-    found = sorted(p for p in (paths.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if only:
         found = [p for p in found if any(key in (p.stem, p.stem.split("_")[0]) for key in only)]
     return found
 
 
-def run_notebook(source: Path, output: Path, profile: str, epochs=None) -> None:
-    import papermill
+def run_notebook(source: Path, output: Path, parameters: dict) -> None:
+    """Execute one notebook with papermill, its parameters cell overridden by `parameters`."""
+    import papermill  # the notebooks' extra dependency: the training API works without it
 
-    parameters = {"PROFILE": profile} if epochs is None else {"PROFILE": profile, "EPOCHS": epochs}
     papermill.execute_notebook(str(source), str(output), parameters=parameters,
                                cwd=str(source.parent), progress_bar=False, kernel_name="python3")
 
@@ -61,34 +64,15 @@ def positive_gpus(text: str) -> int:
     return int(text)
 
 
-@contextlib.contextmanager
-def environment(values: dict):
-    """Set (or, for None, unset) environment variables for the block; a caller in the same process (a test,
-    a notebook) gets its own back afterwards."""
-    def apply(settings):
-        for key, value in settings.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-    previous = {key: os.environ.get(key) for key in values}
-    apply(values)
-    try:
-        yield
-    finally:
-        apply(previous)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default=paths.default_profile(), choices=paths.PROFILES,
+    parser.add_argument("--profile", choices=paths.PROFILES,
                         help="full: the report's recipes on the real data; smoke: generated data on a CPU")
     parser.add_argument("--only", nargs="+", metavar="NB", help="run only these notebooks, e.g. 01 08")
     parser.add_argument("--epochs", type=positive_epochs, metavar="N",
                         help="train every run for N epochs, for a quick look; full runs are marked shortened, "
                              "get their own run ids and stay out of the summary's comparison with the report")
-    parser.add_argument("--parallel", choices=MODES, default="off",
+    parser.add_argument("--parallel", choices=PARALLEL_MODES, default="off",
                         help="several GPUs: spread = a notebook's runs one per GPU; ddp = each run over all GPUs with "
                              "torchrun (Co-teaching and SupCon runs stay on one); off (default) = one GPU")
     parser.add_argument("--gpus", type=positive_gpus, metavar="N", help="GPUs (processes) for --parallel (all visible)")
@@ -96,16 +80,22 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true",
                         help="train through torch.compile (its warm-up is recorded apart, as compile_seconds)")
     args = parser.parse_args(argv)
+    if args.profile is None:  # only now: a bad $REPRO_PROFILE must not matter when --profile is given
+        try:
+            args.profile = paths.default_profile()
+        except ValueError as err:
+            print(err)
+            return 2
 
-    import torch
-
-    if args.profile == "full" and not torch.cuda.is_available() and not os.environ.get(ALLOW_CPU_ENV):
+    allow_cpu = os.environ.get(ALLOW_CPU_ENV) == "1"
+    if args.profile == "full" and not torch.cuda.is_available() and not allow_cpu:
         print("The full profile needs a GPU and none was found: run it on a GPU machine or in Colab, use "
               f"--profile smoke, or set {ALLOW_CPU_ENV}=1 to train on the CPU anyway (hours per notebook).")
         return 2
     selected = notebooks(args.only)
     if not selected:
-        print(f"No notebook matches --only {' '.join(args.only)}: see the notebooks/ folder for their numbers.")
+        print(f"No notebook matches --only {' '.join(args.only)}: see the notebooks/ folder for their numbers."
+              if args.only else f"No notebook found in {NOTEBOOKS}: run this from a clone of the repository.")
         return 2
     shortened = "" if args.epochs is None else f"-{args.epochs}ep"
     out_dir = paths.repo_root() / "runs" / f"{args.profile}{shortened}"  # never over a full run's executed copies
@@ -117,30 +107,38 @@ def main(argv=None) -> int:
         print(f"--epochs {args.epochs}: every smoke run trains for {args.epochs} epochs (smoke runs test the code "
               "path and are never compared with the report).")
     gpus = args.gpus or torch.cuda.device_count()
+    if args.parallel == "ddp":
+        try:
+            distributed.check_gpus(gpus)
+        except ValueError as err:
+            print(err)
+            return 2
     if args.parallel != "off" and gpus < 2:
         print(f"--parallel {args.parallel} needs at least 2 GPUs and {gpus} {'is' if gpus == 1 else 'are'} visible: "
               "every run trains in its notebook's process.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = {paths.PROFILE_ENV: args.profile, PARALLEL_ENV: args.parallel, GPUS_ENV: args.gpus and str(args.gpus),
-                COMPILE_ENV: "1" if args.compile else None, SYNC_BN_ENV: "1" if args.sync_bn else None}
-    with environment(settings):  # the kernels inherit them
-        failed = _run_all(selected, out_dir, args)
+    parameters = {"PROFILE": args.profile, "COMPILE": args.compile, "SYNC_BN": args.sync_bn,
+                  "PARALLEL": args.parallel, "GPUS": args.gpus or 0, "ALLOW_CPU": allow_cpu}
+    if args.epochs is not None:
+        parameters["EPOCHS"] = args.epochs
+    failed = _run_all(selected, out_dir, parameters, args.profile)
     summary = paths.results_dir(args.profile) / "summary.md"
-    print(f"\n{len(selected) - len(failed)} of {len(selected)} notebooks ran; summary: {summary}")
+    where = f"; summary: {summary}" if summary.exists() else " (the summary notebook, 08, writes the summary)"
+    print(f"\n{len(selected) - len(failed)} of {len(selected)} notebooks ran{where}")
     if failed:
         print("Failed: " + ", ".join(failed) + ". Fix the cause and run the same command again: finished runs "
               "are loaded, interrupted ones resume.")
     return 1 if failed else 0
 
 
-def _run_all(selected: list, out_dir: Path, args) -> list:
+def _run_all(selected: list, out_dir: Path, parameters: dict, profile: str) -> list:
     """Run the notebooks in order; the names of those that failed."""
     failed = []
     for i, notebook in enumerate(selected, start=1):
         started = time.time()
-        print(f"[{i}/{len(selected)}] {notebook.name} ({args.profile}) ...", flush=True)
+        print(f"[{i}/{len(selected)}] {notebook.name} ({profile}) ...", flush=True)
         try:
-            run_notebook(notebook, out_dir / notebook.name, args.profile, args.epochs)
+            run_notebook(notebook, out_dir / notebook.name, parameters)
         except Exception as err:  # papermill raises with the failing cell's error; keep going
             reason = str(err).strip().splitlines()
             failed.append(notebook.name)

@@ -1,12 +1,19 @@
-"""Run records on disk: the results CSV row, the per-epoch history CSV and the curves PNG."""
+"""Run records on disk: the results CSV row, the per-epoch history CSV and the curves PNG, and where they are."""
 
 import contextlib
 import fcntl
 import os
+import subprocess
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
+
+from . import distributed, paths
+from .config import RunConfig
 
 # One row per run in results/<notebook>.csv; the summary reads these columns.
 RESULT_FIELDS = [
@@ -53,12 +60,19 @@ def atomic_path(path: Path):
         raise _write_error(path, err) from None
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files: records are for everyone to read
         os.replace(tmp, path)
     except OSError as err:
         raise _write_error(path, err) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class Busy(RuntimeError):
@@ -124,34 +138,75 @@ def find_result(path: Path, run_id: str, config_hash: str):
     return None if match.empty else match.iloc[-1].to_dict()
 
 
+@dataclass
+class RunResult:
+    """A finished run: its results row, its per-epoch history, and whether it was loaded from disk."""
+    row: dict
+    history: pd.DataFrame
+    loaded: bool
+
+    def __repr__(self):
+        r = self.row
+        return (f"RunResult({r['run_id']}: test acc {r['test_acc_best']:.4f} (best val, epoch {r['best_epoch']}), "
+                f"{r['test_acc_final']:.4f} (final), {r['wall_seconds']:.0f}s on {r['device']}"
+                f"{', loaded' if self.loaded else ''})")
+
+
+def results_csv(cfg: RunConfig, notebook: str) -> Path:
+    return paths.results_dir(cfg.profile) / f"{notebook}.csv"
+
+
+def history_csv(cfg: RunConfig) -> Path:
+    return paths.results_dir(cfg.profile) / "history" / f"{cfg.run_id}.csv"
+
+
+def figure_png(cfg: RunConfig) -> Path:
+    return paths.figures_dir(cfg.profile) / f"{cfg.run_id}.png"
+
+
+def recorded_result(cfg: RunConfig, notebook: str):
+    """The recorded result of this exact run (same id and config) in a notebook's results, or None."""
+    row = find_result(results_csv(cfg, notebook), cfg.run_id, cfg.fingerprint())
+    if row is None or not history_csv(cfg).exists():
+        return None
+    return RunResult(row, read_history(history_csv(cfg)), loaded=True)
+
+
+def git_commit() -> str:
+    """The checkout's commit (with -dirty for uncommitted changes), or 'unknown' outside git."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=os.path.dirname(__file__),
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    """The device a run trained on: the GPU's name (times the processes), or the CPU's threads."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+    return f"{name} x{distributed.world_size()} processes" if distributed.world_size() > 1 else name
+
+
+def make_row(cfg: RunConfig, notebook: str, device: torch.device, precision: str, commit: str, **measured) -> dict:
+    """A run's results row: what it is (from its config), what it measured, and where and how it ran."""
+    row = {"run_id": cfg.run_id, "notebook": notebook, "experiment": cfg.experiment, "model": cfg.model,
+           "dataset": cfg.dataset, "source": cfg.source, "profile": cfg.profile, "seed": cfg.seed,
+           "epochs": cfg.epochs, "shortened": cfg.shortened, **measured,
+           "device": device_name(device), "precision": precision, "torch": torch.__version__, "git_commit": commit,
+           "config_hash": cfg.fingerprint(), "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    missing = [field for field in RESULT_FIELDS if field not in row]
+    if missing:
+        raise ValueError(f"A results row of {cfg.run_id} lacks {', '.join(missing)}: every row carries every field.")
+    return row
+
+
 def write_history(path: Path, history: list) -> None:
     write_csv(pd.DataFrame(history, columns=HISTORY_FIELDS), path)
 
 
 def read_history(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
-
-
-def plot_history(history: pd.DataFrame, title: str = ""):
-    """Loss and accuracy against epoch: train, and validation and test where recorded; returns the figure."""
-    import matplotlib.pyplot as plt
-
-    history = pd.DataFrame(history)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
-        ax.plot(history["epoch"], history[f"train_{metric}"], marker=".", label="train")
-        for split, name in (("val", "validation"), ("test", "test (monitored)")):
-            column = f"{split}_{metric}"
-            if column in history and history[column].notna().any():
-                ax.plot(history["epoch"], history[column], marker=".", label=name)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 def save_figure(fig, path: Path) -> None:

@@ -8,7 +8,7 @@ import pandas as pd
 from common.data import describe_source
 from common.paths import check_profile, results_dir
 from common.published import AS_RUN_TWIN, FINAL_EPOCH_TABLES, TABLES, published_table
-from common.results import RESULT_FIELDS, atomic_path, shortened_flags
+from common.results import RESULT_FIELDS, atomic_path, read_history, shortened_flags
 
 NOT_RUN = "not run"
 NOT_PUBLISHED = "not published"
@@ -281,8 +281,6 @@ def architecture_table(rows: list) -> pd.DataFrame:
 
 def run_histories(results: pd.DataFrame, profile: str) -> dict:
     """The per-epoch history of every recorded run that has one, by run id (notebook order)."""
-    from common.results import read_history
-
     folder = results_dir(check_profile(profile)) / "history"
     histories = {}
     for run_id in results.sort_values("notebook", kind="stable")["run_id"]:

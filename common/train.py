@@ -1,21 +1,29 @@
-"""fit() and evaluate(): the training loop with checkpoints, resume, mixed precision and a NaN guard."""
+"""fit() and evaluate(): the training loop with checkpoints, resume, mixed precision and a NaN guard.
+
+fit() reads as one loop: resume from the newest checkpoint, then per epoch train, evaluate, keep the best
+epoch and checkpoint. What one step computes (cross-entropy, SupCon, Co-teaching) is chosen once, as a step
+object; _Trainer holds the optimiser, schedule and scaler around it.
+"""
 
 import contextlib
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from . import distributed
+from . import checkpoints, distributed
+from .config import Execution, RunConfig
+from .coteaching import coteaching_step, forget_rate
 from .denormals import check_flush_denormal
-from .config import RunConfig, config_differences
 from .progress import progress_bar
 from .schedules import build_schedule
+from .seeds import derive_seed
+from .supcon import supcon_loss
 
 CHECK_EVERY = 50  # steps between NaN checks; a check reads a copy made at the previous one, so it never waits
 
@@ -24,12 +32,11 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-class CheckpointMismatch(RuntimeError):
-    """A checkpoint on disk belongs to another config."""
-
-
-class CheckpointUnreadable(RuntimeError):
-    """A checkpoint file is truncated or corrupt."""
+class Loaders(NamedTuple):
+    """A run's training, validation and test loaders (validation and test may be None)."""
+    train: object
+    val: object = None
+    test: object = None
 
 
 @dataclass
@@ -93,19 +100,19 @@ def _autocast(device, dtype):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, amp_dtype=None, criterion=None):
-    """Mean loss and accuracy of `model` over `loader` (eval mode, no augmentation)."""
-    criterion = criterion or nn.CrossEntropyLoss()
+def evaluate(model: nn.Module, loader, amp_dtype=None):
+    """Mean plain cross-entropy (no label smoothing, whatever the run trains with) and accuracy of `model`
+    over `loader`, in eval mode without augmentation."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     count = 0
-    for images, labels in loader:
+    for images, labels, *_ in loader:
         with _autocast(device, amp_dtype):
             logits = model(images)
-        loss_sum += criterion(logits.float(), labels) * len(labels)
+        loss_sum += nn.functional.cross_entropy(logits.float(), labels) * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         count += len(labels)
     model.train(was_training)
@@ -114,60 +121,70 @@ def evaluate(model: nn.Module, loader, amp_dtype=None, criterion=None):
     return loss_sum.item() / count, correct.item() / count
 
 
-def _save_atomic(obj, path: Path) -> None:
-    """torch.save to a temp file, then rename: a crash never leaves half a checkpoint."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, device="cpu") -> dict:
-    """Read a checkpoint, naming the file if it is truncated or corrupt."""
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:
-        raise CheckpointUnreadable(
-            f"Checkpoint {path} is unreadable ({type(err).__name__}), probably truncated: "
-            "delete it to start the run afresh.") from None
-
-
-def _read_or_set_aside(path: Path, device):
-    """A checkpoint's contents, or None if it is unreadable: then it is named, renamed *.corrupt and skipped."""
-    try:
-        return load_checkpoint(path, device)
-    except CheckpointUnreadable:
-        aside = path.with_name(path.name + ".corrupt")
-        os.replace(path, aside)
-        warnings.warn(f"Checkpoint {path} is unreadable, probably cut short by a crash: it was moved to "
-                      f"{aside.name} and the run goes on from the previous checkpoint, or from scratch.", stacklevel=3)
-        return None
-
-
-def _newest_readable(checkpoint_dir: Path, device):
-    """(state, path) of the newest readable checkpoint, last.pt then prev.pt (the epoch before); (None, None)
-    when there is none, and the run starts afresh."""
-    for name in ("last.pt", "prev.pt"):
-        path = checkpoint_dir / name
-        if path.exists():
-            state = _read_or_set_aside(path, device)
-            if state is not None:
-                return state, path
-    return None, None
-
-
-def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_dir=None,
-        progress: bool = True, test_loader=None, record_steps: bool = False, stop_after=None,
-        compile: bool = False, sync_bn: bool = False) -> FitResult:
+def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None, *, progress: bool = True,
+        execution: Execution = None, stop_after: int = None, record_steps: bool = False) -> FitResult:
     """Train `model` as `cfg` says; checkpoint every epoch in `checkpoint_dir` and resume from it.
 
-    `test_loader` with cfg.monitor_test adds test metrics to every epoch's history (curves only:
-    the best epoch is chosen on validation); `record_steps` keeps every step's lr and loss;
-    `stop_after` ends a diagnostic run after that many epochs of the configured schedule.
-    `compile` trains through torch.compile (its warm-up is recorded apart, as compile_seconds).
-    Under torchrun, every process trains its share of each batch (DistributedDataParallel, BatchNorm
-    synchronised if `sync_bn`) and only the main one writes checkpoints.
+    With cfg.monitor_test the test loader adds test metrics to every epoch's history (curves only: the best
+    epoch is chosen on validation). `execution` sets torch.compile and, under torchrun, synchronised BatchNorm
+    (every process trains its share of each batch; only the main one writes). `stop_after` ends the run after
+    that epoch of its configured schedule (as an interruption would; the next call resumes it), and
+    `record_steps` keeps every step's lr and loss, for diagnostics.
     """
     device = next(model.parameters()).device
+    _prepare(device, loaders.train)
+    amp_dtype = autocast_dtype(cfg, device)
+    trainer = _Trainer(model, cfg, len(loaders.train), amp_dtype, execution or Execution())
+    main = distributed.is_main()
+    # validation scores classes; a contrastive pretraining run has none, so its final epoch is kept
+    selects = loaders.val is not None and len(loaders.val.y) > 0 and cfg.loss == "cross_entropy"
+    folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+
+    # 1. resume: the newest readable checkpoint of this very config, and the best epoch's weights
+    run = _resume(trainer, cfg, folder, selects, device)
+    last_epoch = min(cfg.epochs, stop_after or cfg.epochs)
+    steps = len(loaders.train)
+    bar = progress_bar(total=cfg.epochs * steps, initial=run.epoch * steps, desc=cfg.run_id,
+                       disable=not (progress and main))
+    for epoch in range(run.epoch + 1, last_epoch + 1):
+        started = time.perf_counter()
+        # 2. one epoch of training; dropout draws depend on the epoch (and the process) only, so resume is exact
+        torch.manual_seed(derive_seed(cfg.seed, epoch, "dropout", distributed.rank()))
+        loaders.train.set_epoch(epoch)
+        row = trainer.train_epoch(loaders.train, epoch, bar, folder, record_steps)
+        # 3. evaluation, on validation (to choose the best epoch) and, for the curves only, on test
+        row["val_loss"], row["val_acc"] = evaluate(model, loaders.val, amp_dtype) if selects else (math.nan, math.nan)
+        row["test_loss"], row["test_acc"] = (evaluate(model, loaders.test, amp_dtype)
+                                             if cfg.monitor_test and loaders.test is not None else (math.nan, math.nan))
+        row["seconds"] = time.perf_counter() - started
+        run.wall += row["seconds"]
+        run.history.append(row)
+        # 4. the best epoch (without validation: the last one) and the checkpoints
+        improved = selects and (row["val_acc"], -row["val_loss"]) > (run.best["val_acc"], -run.best["val_loss"])
+        if improved or not selects:
+            run.best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+        if improved:
+            run.best_state = _copy(model.state_dict())
+        if folder is not None and main:
+            if improved:
+                checkpoints.save({"model": run.best_state, "epoch": epoch}, folder / "best.pt")
+            if (folder / "last.pt").exists():  # the previous epoch stays as prev.pt, should last.pt be unreadable
+                os.replace(folder / "last.pt", folder / "prev.pt")
+            checkpoints.save({**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
+                              "epoch": epoch, "history": run.history, "best": run.best, "wall_seconds": run.wall},
+                             folder / "last.pt")
+        bar.set_postfix_str(_epoch_line(row), refresh=False)
+        if progress and main:
+            bar.write(f"epoch {epoch}/{cfg.epochs} " + _epoch_line(row))
+    bar.close()
+    if not selects or run.best_state is None:
+        run.best_state = _copy(model.state_dict())
+        run.best["epoch"] = run.best["epoch"] or len(run.history)
+    return FitResult(run.history, run.best["epoch"], run.best_state, run.wall, trainer.steps if record_steps else None)
+
+
+def _prepare(device: torch.device, train_loader) -> None:
+    """Device settings for training, and a loader sharded for as many processes as train."""
     if device.type == "cpu":
         check_flush_denormal()
     else:
@@ -176,132 +193,132 @@ def fit(model: nn.Module, train_loader, val_loader, cfg: RunConfig, checkpoint_d
         raise ValueError(f"The training loader is shared by {getattr(train_loader, 'world_size', 1)} process(es) but "
                          f"{distributed.world_size()} train: make it with DeviceLoader(..., rank=distributed.rank(), "
                          "world_size=distributed.world_size()) so that each trains on its own share of every batch.")
-    amp_dtype = autocast_dtype(cfg, device)
-    trainer = _Trainer(model, cfg, len(train_loader), amp_dtype, compile=compile, sync_bn=sync_bn)
-    main = distributed.is_main()
-    progress = progress and main
-    # validation scores classes; a contrastive pretraining run has none, so its final epoch is kept
-    has_val = val_loader is not None and len(val_loader.y) > 0 and cfg.loss == "cross_entropy"
 
-    history, start_epoch, wall = [], 0, 0.0
-    best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
-    best_state = None
-    last_path = best_path = None
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        last_path, best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
-        with distributed.main_first():  # the main process sets an unreadable file aside before the others look
-            state, path = _newest_readable(checkpoint_dir, device)
-            saved = _read_or_set_aside(best_path, device) if has_val and state is not None and best_path.exists() else None
-        if state is not None:
-            state = trainer.restore(state, path)
-            history, start_epoch, wall, best = state["history"], state["epoch"], state["wall_seconds"], state["best"]
-            if has_val:
-                if saved is not None and saved["epoch"] == best["epoch"]:
-                    best_state = saved["model"]
-                else:  # lost, or from an epoch after the one resumed: the epochs still to come choose the best
-                    best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
 
-    steps, recorded = len(train_loader), []
-    bar = progress_bar(total=cfg.epochs * steps, initial=start_epoch * steps, desc=cfg.run_id,
-                       disable=not progress)
-    model.train()
-    for epoch in range(start_epoch + 1, min(cfg.epochs, stop_after or cfg.epochs) + 1):
-        started = time.perf_counter()
-        # dropout draws depend on the epoch (and the process) only: resume is exact, and each process of a
-        # data-parallel run draws masks of its own
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7_919 * distributed.rank())
-        train_loader.set_epoch(epoch)
-        lr = trainer.lr()
-        metrics, epoch_steps = trainer.train_epoch(train_loader, epoch, bar, checkpoint_dir, record_steps)
-        # train_epoch ends by reading its metrics, so the GPU is done; a compiled run's warm-up is counted apart
-        compile_seconds = metrics.pop("compile_seconds")
-        train_seconds = time.perf_counter() - started - compile_seconds
-        recorded += epoch_steps
-        row = {"epoch": epoch, **metrics, "val_loss": math.nan, "val_acc": math.nan, "test_loss": math.nan,
-               "test_acc": math.nan, "lr": lr, "train_seconds": train_seconds,
-               "compile_seconds": compile_seconds if compile else math.nan}
-        if has_val:
-            row["val_loss"], row["val_acc"] = evaluate(model, val_loader, amp_dtype)
-        if cfg.monitor_test and test_loader is not None:
-            row["test_loss"], row["test_acc"] = evaluate(model, test_loader, amp_dtype)
-        row["seconds"] = time.perf_counter() - started
-        wall += row["seconds"]
-        history.append(row)
-        improved = has_val and (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"])
-        if improved or not has_val:  # without validation the best epoch is the last one
-            best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
-        if improved:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if best_path is not None and main:
-                _save_atomic({"model": best_state, "epoch": epoch}, best_path)
-        if last_path is not None and main:
-            if last_path.exists():  # the previous epoch stays as prev.pt, should last.pt ever be unreadable
-                os.replace(last_path, checkpoint_dir / "prev.pt")
-            _save_atomic({**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
-                          "epoch": epoch, "history": history, "best": best, "wall_seconds": wall}, last_path)
-        bar.set_postfix_str(_epoch_line(row), refresh=False)
-        if progress:
-            bar.write(f"epoch {epoch}/{cfg.epochs} " + _epoch_line(row))
-    bar.close()
-    if not has_val or best_state is None:
-        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        best["epoch"] = best["epoch"] or len(history)
-    return FitResult(history, best["epoch"], best_state, wall, recorded if record_steps else None)
+def _copy(state: dict) -> dict:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+@dataclass
+class _RunState:
+    """Where a run stands: epochs done, their history, wall time and the best epoch so far."""
+    epoch: int = 0
+    history: list = None
+    wall: float = 0.0
+    best: dict = None
+    best_state: dict = None
+
+    def __post_init__(self):
+        self.history = [] if self.history is None else self.history
+        self.best = self.best or {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
+
+
+def _resume(trainer, cfg: RunConfig, folder, selects: bool, device) -> _RunState:
+    """The run as its newest readable checkpoint left it (restored into `trainer`), or a fresh start."""
+    if folder is None:
+        return _RunState()
+    folder.mkdir(parents=True, exist_ok=True)
+    with distributed.main_first():  # the main process sets an unreadable file aside before the others look
+        if distributed.is_main():
+            checkpoints.remove_stale_temp_files(folder)
+        state, path = checkpoints.newest_readable(folder, device)
+        best_path = folder / "best.pt"
+        saved = checkpoints.read_or_set_aside(best_path, device) if selects and state and best_path.exists() else None
+    if state is None:
+        return _RunState()
+    trainer.restore(checkpoints.check_config(state, cfg, path))
+    run = _RunState(state["epoch"], state["history"], state["wall_seconds"], state["best"])
+    if selects:
+        if saved is not None and saved["epoch"] == run.best["epoch"]:
+            run.best_state = saved["model"]
+        else:  # lost, or from an epoch after the one resumed: the epochs still to come choose the best
+            run.best = _RunState().best
+    return run
+
+
+class _CrossEntropyStep:
+    """Cross-entropy (with the run's label smoothing) on the network's logits."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=trainer.cfg.label_smoothing)
+
+    def __call__(self, images, labels, clean):
+        """The loss to optimise, the epoch's counts, and the loss to record."""
+        logits = self.trainer.net(images)
+        loss = self.criterion(logits.float(), labels)
+        return loss, _counts(logits, labels, clean), loss.detach()
+
+
+class _SupConStep:
+    """The supervised contrastive loss on the projections of every view, stacked view by view."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.include_self = trainer.cfg.loss == "supcon_with_self"
+
+    def __call__(self, images, labels, clean):
+        features = self.trainer.net(images).float()
+        if self.trainer.shares is not None:  # contrast with the whole batch, as one process would, not a share
+            features, labels = distributed.gather_batch(features, labels, self.trainer.shares)
+        loss = supcon_loss(features, labels, self.trainer.cfg.temperature, include_self=self.include_self)
+        return loss, {}, loss.detach()
+
+
+class _CoTeachingStep:
+    """Two networks, each updated on the small-loss samples the other keeps (common.coteaching). The networks
+    train eagerly: the step calls them directly, never the compiled or data-parallel wrapper, so `compile`
+    changes nothing for these runs."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.settings = trainer.cfg.coteaching
+
+    def __call__(self, images, labels, clean):
+        trainer = self.trainer
+        rate = forget_rate(trainer.epoch, self.settings["forget_rate"], self.settings.get("ramp_epochs", 0))
+        step = coteaching_step(trainer.model, images, labels, rate, trainer.cfg.label_smoothing)
+        counts = _counts(step.logits, labels, clean)
+        counts["kept"] = torch.full((), len(step.picks1), device=trainer.device)
+        if clean is not None:  # how many of each network's picks carry their true label
+            counts["kept_clean_1"] = (labels[step.picks1] == clean[step.picks1]).sum()
+            counts["kept_clean_2"] = (labels[step.picks2] == clean[step.picks2]).sum()
+        # the sum trains both networks (they share no weights); the record is one network's loss, as elsewhere
+        return step.loss, counts, step.per_network_loss
+
+
+def _counts(logits, labels, clean) -> dict:
+    """Device counts summed over the epoch: right predictions, and with noisy labels those right by the true label."""
+    predicted = logits.argmax(1)
+    counts = {"correct": (predicted == labels).sum()}
+    if clean is not None:
+        counts["correct_clean"] = (predicted == clean).sum()
+    return counts
 
 
 class _Trainer:
-    """The model with its optimiser, schedule, loss and grad scaler: one epoch of steps at a time."""
+    """The model with its optimiser, schedule, grad scaler and step: one epoch of steps at a time."""
 
-    def __init__(self, model: nn.Module, cfg: RunConfig, steps_per_epoch: int, amp_dtype,
-                 compile: bool = False, sync_bn: bool = False):
+    def __init__(self, model: nn.Module, cfg: RunConfig, steps_per_epoch: int, amp_dtype, execution: Execution):
         self.model, self.cfg, self.amp_dtype = model, cfg, amp_dtype
         self.device = next(model.parameters()).device
         if distributed.active() and cfg.coteaching:
             raise ValueError(f"{cfg.run_id} cannot be split over processes: Co-teaching ranks the whole batch, "
                              "which each process would see only a share of; train it on one GPU.")
         # what the steps call: DDP averages gradients over the processes; the checkpoints keep self.model's keys
-        self.net = distributed.wrap(model, sync_bn)
-        self.warmup = _CompileClock(self.device) if compile else None  # kept across epochs: shapes compile once
-        if compile:
-            self.net = torch.compile(self.net)
+        self.net = distributed.wrap(model, execution.sync_bn)
+        self.warmup = _CompileClock(self.device) if execution.compile else None  # kept across epochs
+        if execution.compile:  # static shapes: the uneven last batch gets a graph of its own, not a dynamic one
+            self.net = torch.compile(self.net, dynamic=False)
         self.optimizer = build_optimizer(model, cfg)
         self.schedule = build_schedule(self.optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        step = _CoTeachingStep if cfg.coteaching else _SupConStep if cfg.loss != "cross_entropy" else _CrossEntropyStep
+        self.step = step(self)
         self.contrastive = cfg.loss != "cross_entropy"
         self.epoch = 1  # set by train_epoch; Co-teaching's forget rate depends on it
         self.shares = None  # under DDP, every process's share of the current batch (set by train_epoch)
-
-    def loss(self, images, labels):
-        """The batch's loss and its counts, device tensors summed over the epoch: correct predictions, and
-        with noisy labels (columns noisy, clean) those right by the clean label and Co-teaching's clean picks."""
-        labels, clean = (labels[:, 0], labels[:, 1]) if labels.dim() == 2 else (labels, None)
-        if self.contrastive:  # outputs: the projections of every view, stacked view by view
-            from .supcon import supcon_loss
-            features = self.net(images).float()
-            if self.shares is not None:  # contrast with the whole batch, as one process would, not with a share
-                features, labels = distributed.gather_batch(features, labels, self.shares)
-            loss = supcon_loss(features, labels, self.cfg.temperature, include_self=self.cfg.loss == "supcon_with_self")
-            return loss, {}
-        counts = {}
-        if self.cfg.coteaching:
-            from .coteaching import coteaching_step, forget_rate
-            rate = forget_rate(self.epoch, self.cfg.coteaching["forget_rate"], self.cfg.coteaching.get("ramp_epochs", 0))
-            loss, logits, picks1, picks2 = coteaching_step(self.model, images, labels, rate, self.cfg.label_smoothing)
-            counts["kept"] = torch.full((), len(picks1), device=self.device)
-            if clean is not None:  # how many of each network's picks carry their true label
-                counts["kept_clean_1"] = (labels[picks1] == clean[picks1]).sum()
-                counts["kept_clean_2"] = (labels[picks2] == clean[picks2]).sum()
-        else:
-            logits = self.net(images)
-            loss = self.criterion(logits.float(), labels)
-        predicted = logits.argmax(1)
-        counts["correct"] = (predicted == labels).sum()
-        if clean is not None:
-            counts["correct_clean"] = (predicted == clean).sum()
-        return loss, counts
+        self.steps = []  # (epoch, step, lr, loss) of every step, when train_epoch is asked to record them
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -310,27 +327,23 @@ class _Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.schedule.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
 
-    def restore(self, state: dict, path: Path) -> dict:
-        """Load a checkpoint of this very config, refusing one made with another."""
-        if state["config_hash"] != self.cfg.fingerprint():
-            raise CheckpointMismatch(
-                f"Checkpoint {path} was made with another config "
-                f"({config_differences(state['config'], self.cfg.to_dict())}): delete {path.parent} "
-                "or run with force=True to start this run afresh.")
+    def restore(self, state: dict) -> None:
+        """Load a checkpoint's model, optimiser, schedule and scaler (a checkpoint made without a scaler has none)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        return state
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
 
-    def train_epoch(self, loader, epoch: int, bar, checkpoint_dir, record_steps: bool):
-        """One pass over `loader`: mean loss, accuracy and, if asked, (epoch, step, lr, loss) per step.
+    def train_epoch(self, loader, epoch: int, bar, checkpoint_dir, record_steps: bool) -> dict:
+        """One pass over `loader`: its history row's training metrics, lr and seconds.
 
         Nothing in the loop waits on the GPU: metrics are summed on the device and read once, at the end
         of the epoch; the NaN guard looks every CHECK_EVERY steps at a copy started at its previous look.
         """
+        started = time.perf_counter()
         device, steps = self.device, len(loader)
-        self.epoch = epoch
+        self.epoch, lr = epoch, self.lr()
         loss_sum = torch.zeros((), device=device)
         sums = {}
         guard = _FiniteGuard(device, epoch, checkpoint_dir)
@@ -342,13 +355,13 @@ class _Trainer:
         warmup = self.warmup
         compiled_before = warmup.seconds if warmup else 0.0
         count, step_lrs, step_losses = 0, [], []
-        for step, (images, labels) in enumerate(loader, start=1):
+        for step, (images, labels, *clean) in enumerate(loader, start=1):
             if warmup:
                 warmup.start(images)
             if shares:
                 self.shares = shares[step - 1]
             with _autocast(device, self.amp_dtype):
-                loss, counts = self.loss(images, labels)
+                loss, counts, recorded = self.step(images, labels, clean[0] if clean else None)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss if weights is None or weights[step - 1] == 1 else loss * weights[step - 1]).backward()
             if self.cfg.grad_clip:
@@ -358,14 +371,13 @@ class _Trainer:
             self.scaler.update()
             if warmup:
                 warmup.stop()
-            loss = loss.detach()
             if record_steps:  # the lr this step used; losses stay on the device until the epoch ends
                 step_lrs.append(self.lr())
-                step_losses.append(loss)
+                step_losses.append(recorded)
             if self.schedule.unit == "batch":
                 self.schedule.scheduler.step()
-            guard.observe(loss, step)
-            loss_sum += loss * len(labels)
+            guard.observe(recorded, step)
+            loss_sum += recorded * len(labels)
             for key, value in counts.items():
                 sums[key] = sums[key] + value if key in sums else value
             count += len(labels)
@@ -376,15 +388,16 @@ class _Trainer:
         guard.check()
         if self.schedule.unit == "epoch":
             self.schedule.scheduler.step()
-        recorded = []
         if record_steps:
-            recorded = [(epoch, i, lr, value) for i, (lr, value) in
-                        enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
+            self.steps += [(epoch, i, lr, value) for i, (lr, value) in
+                           enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
         totals = distributed.sum_across({"loss": loss_sum, "count": torch.tensor(float(count), device=device), **sums})
         totals = {k: v.item() for k, v in totals.items()}
-        metrics = _epoch_metrics(totals.pop("loss"), totals, int(totals.pop("count")))
-        metrics["compile_seconds"] = warmup.seconds - compiled_before if warmup else 0.0
-        return metrics, recorded
+        # reading the totals waited for the GPU, so the clock is right; a compiled run's warm-up is counted apart
+        compile_seconds = warmup.seconds - compiled_before if warmup else math.nan
+        return {"epoch": epoch, **_epoch_metrics(totals.pop("loss"), totals, int(totals.pop("count"))), "lr": lr,
+                "train_seconds": time.perf_counter() - started - (0.0 if math.isnan(compile_seconds) else compile_seconds),
+                "compile_seconds": compile_seconds}
 
 
 class _FiniteGuard:

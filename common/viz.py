@@ -1,31 +1,52 @@
-"""Pictures of the data: a grid of training images as the augmentation pipeline shows them."""
+"""Every plot of the notebooks, from data (images, histories, traces), never from a run's config."""
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 
 from .augment import build_augment
-from .experiment import load_split
+from .schedules import lr_trace
 
 
-def augmented_grid(cfg, n_images: int = 8, n_views: int = 4, seed: int = 0):
-    """Row 0: original training images; rows 1..n_views: the same images augmented as in training."""
-    split = load_split(cfg)
-    images = split.train_x[:n_images].float() / 255
-    augment = build_augment(cfg.augment)
+def augmented_grid(images: torch.Tensor, names: list, augment, title: str = "", n_views: int = 4, seed: int = 0):
+    """Row 0: images (float, [0, 1]) titled by class name; rows 1..n_views: the same images through `augment`
+    (a recipe's op(...) steps), as in training."""
+    chain = build_augment(augment)
     rows = [images]
     gen = torch.Generator().manual_seed(seed)
     for _ in range(n_views):
-        rows.append(augment(images, gen) if augment else images)
-    fig, axes = plt.subplots(len(rows), n_images, figsize=(1.3 * n_images, 1.3 * len(rows)), squeeze=False)
+        rows.append(chain(images, gen) if chain else images)
+    fig, axes = plt.subplots(len(rows), len(images), figsize=(1.3 * len(images), 1.3 * len(rows)), squeeze=False)
     for r, batch in enumerate(rows):
         for c, image in enumerate(batch):
             axes[r, c].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if r == 0:
-                axes[r, c].set_title(split.classes[int(split.train_y[c].view(-1)[-1])], fontsize=8)  # the true label
+                axes[r, c].set_title(names[c], fontsize=8)
         axes[r, 0].set_ylabel("original" if r == 0 else f"view {r}", fontsize=8)
-    fig.suptitle(f"{cfg.source}: training images and their augmentations {list(cfg.augment)}", fontsize=9)
+    steps = ", ".join(step["op"] for step in augment) if augment else "none"
+    fig.suptitle(f"{title}: training images and their augmentation ({steps})" if title else steps, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: pd.DataFrame, title: str = ""):
+    """Loss and accuracy against epoch: train, and validation and test where recorded; returns the figure."""
+    history = pd.DataFrame(history)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
+        ax.plot(history["epoch"], history[f"train_{metric}"], marker=".", label="train")
+        for split, name in (("val", "validation"), ("test", "test (monitored)")):
+            column = f"{split}_{metric}"
+            if column in history and history[column].notna().any():
+                ax.plot(history["epoch"], history[column], marker=".", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -33,8 +54,6 @@ def augmented_grid(cfg, n_images: int = 8, n_views: int = 4, seed: int = 0):
 def plot_lr_schedules(specs: dict, steps_per_epoch: int, epochs: int, lr: float, zoom_steps: int = 200):
     """Learning rate against training step for each schedule, stepped per epoch as written and per
     batch as the report's code stepped it: the whole run above, its first `zoom_steps` below."""
-    from .schedules import lr_trace
-
     fig, axes = plt.subplots(2, len(specs), figsize=(4.2 * len(specs), 6), squeeze=False)
     for column, (name, spec) in enumerate(specs.items()):
         written = lr_trace(spec, steps_per_epoch, epochs, lr)

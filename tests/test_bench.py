@@ -55,10 +55,10 @@ def test_the_fast_path_on_a_gpu_is_bf16_only_where_it_is_native(monkeypatch, nat
 def test_the_epoch_warm_up_sees_every_batch_shape_of_the_timed_epoch(monkeypatch):
     shapes = []
 
-    def spy(model, loader, *args, **kwargs):
-        n, size = len(loader.y), loader.batch_size
+    def spy(model, loaders, *args, **kwargs):
+        n, size = len(loaders.train.y), loaders.train.batch_size
         shapes.append({min(size, n - start) for start in range(0, n, size)})
-        return fit(model, loader, *args, **kwargs)
+        return fit(model, loaders, *args, **kwargs)
 
     fit = bench.fit
     monkeypatch.setattr(bench, "fit", spy)

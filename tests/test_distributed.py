@@ -12,6 +12,7 @@ import torch
 
 from common import distributed
 from common.loader import DeviceLoader
+from common.train import Loaders
 from tests.scripts.ddp_fit import network
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_fit.py"
@@ -149,4 +150,4 @@ def test_a_loader_made_for_other_processes_is_refused_before_training():
     cfg = RunConfig(dataset="cifar10", mean=(0.5,) * 3, std=(0.5,) * 3, schedule={"name": "constant"},
                     experiment="x", model="tiny", source="synthetic", num_classes=10, epochs=1, augment=(), optimizer="adam", lr=1e-3, batch_size=8)
     with pytest.raises(ValueError, match="shared by 2 process"):
-        fit(torch.nn.Linear(48, 10), loader, None, cfg, progress=False)
+        fit(torch.nn.Linear(48, 10), Loaders(loader), cfg, progress=False)

@@ -14,7 +14,8 @@ from torch.overrides import TorchFunctionMode
 from common import train
 from common.config import RunConfig
 from common.loader import DeviceLoader
-from common.train import fit
+from common.config import Execution
+from common.train import Loaders, fit
 
 READS = {"item", "tolist", "__int__", "__float__", "__bool__", "__index__", "cpu", "numpy"}  # each one waits on a GPU
 
@@ -33,7 +34,7 @@ def run(images: int, epochs: int = 1, device="cpu", **options):
                     batch_size=8, optimizer="sgd", lr=0.1, augment=(), seed=2)
     loader = DeviceLoader(x, torch.randint(0, 4, (images,), generator=gen), 8, (0.5,) * 3, (0.5,) * 3,
                           augment=None, seed=2, device=device)
-    return fit(network().to(device), loader, None, cfg, progress=False, **options)
+    return fit(network().to(device), Loaders(loader), cfg, progress=False, execution=Execution(**options))
 
 
 def reads_from_common(fn) -> int:

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from common import launch, paths, recipes
-from common.experiment import recorded_result, run_experiment
+from common.config import Execution
+from common.experiment import run_experiment, run_experiments
+from common.results import recorded_result
 
 
 def micro(variant="basic", **changes):
@@ -27,9 +29,7 @@ def root(tmp_path, monkeypatch):
 
 def test_spread_trains_each_run_once_in_the_workers_with_the_in_process_results(root, monkeypatch, capsys):
     configs = {"basic": micro(), "gap": micro("gap"), "strided": micro("strided")}
-    monkeypatch.setenv(launch.PARALLEL_ENV, "spread")
-    monkeypatch.setenv(launch.GPUS_ENV, "2")
-    spread = launch.run_experiments(configs, notebook="02_test")
+    spread = run_experiments(configs, notebook="02_test", allow_cpu=True, execution=Execution(parallel="spread", gpus=2))
     out = capsys.readouterr().out
     assert "training 3 runs of 02_test in 2 worker processes" in out
     assert all(run.loaded for run in spread.values())  # the notebook's process only loaded what the workers wrote
@@ -37,8 +37,8 @@ def test_spread_trains_each_run_once_in_the_workers_with_the_in_process_results(
     assert sorted(table["run_id"]) == sorted(cfg.run_id for cfg in configs.values())  # each once
     assert not list(paths.checkpoints_dir("smoke").glob(".launch-*"))  # job, claims and logs cleaned up
 
-    monkeypatch.setenv(launch.PARALLEL_ENV, "off")  # the same runs again, one after the other in this process
-    again = {name: run_experiment(cfg, notebook="02_again", force=True, progress=False) for name, cfg in configs.items()}
+    # the same runs again, one after the other in this process
+    again = {name: run_experiment(cfg, notebook="02_again", force=True, progress=False, allow_cpu=True) for name, cfg in configs.items()}
     for name in configs:
         for key in ("test_acc_final", "test_loss_final", "best_epoch"):
             assert spread[name].row[key] == pytest.approx(again[name].row[key], rel=1e-6)
@@ -46,9 +46,7 @@ def test_spread_trains_each_run_once_in_the_workers_with_the_in_process_results(
 
 def test_ddp_launches_torchrun_and_the_main_process_records_the_run(root, monkeypatch, capsys):
     cfg = micro(epochs=1, synthetic_sizes=(64, 32))
-    monkeypatch.setenv(launch.PARALLEL_ENV, "ddp")
-    monkeypatch.setenv(launch.GPUS_ENV, "2")
-    run = run_experiment(cfg, notebook="01_test")
+    run = run_experiment(cfg, notebook="01_test", allow_cpu=True, execution=Execution(parallel="ddp", gpus=2))
     assert "over 2 processes (torchrun)" in capsys.readouterr().out
     assert run.loaded and run.row["device"] == "cpu x1 x2 processes"
     assert recorded_result(cfg, "01_test") is not None
@@ -58,21 +56,17 @@ def test_ddp_launches_torchrun_and_the_main_process_records_the_run(root, monkey
 
 def test_a_failed_launch_names_the_cause_and_the_way_out(root, monkeypatch):
     cfg = micro(source="imagefolder:gone-0123456789", source_path="/no/such/folder")
-    monkeypatch.setenv(launch.PARALLEL_ENV, "ddp")
-    monkeypatch.setenv(launch.GPUS_ENV, "2")
-    with pytest.raises(launch.LaunchFailed, match=r"(?s)failed.*/no/such/folder.*REPRO_PARALLEL=off"):
-        run_experiment(cfg, notebook="01_test")
+    with pytest.raises(launch.LaunchFailed, match=r"(?s)failed.*/no/such/folder.*parallel='off'"):
+        run_experiment(cfg, notebook="01_test", allow_cpu=True, execution=Execution(parallel="ddp", gpus=2))
 
 
 def test_runs_that_compare_whole_batches_stay_in_one_process(root, monkeypatch):
-    monkeypatch.setenv(launch.PARALLEL_ENV, "ddp")
-    monkeypatch.setenv(launch.GPUS_ENV, "2")
+    ddp = Execution(parallel="ddp", gpus=2)
     noisy = recipes.noisy_labels("cifar10", "symmetric", 0.3, coteaching=True, profile="smoke")
-    assert not launch.wants_torchrun(noisy, "06_test", force=False)
-    assert launch.wants_torchrun(micro(), "01_test", force=False)
-    monkeypatch.setenv(launch.PARALLEL_ENV, "sideways")
+    assert not launch.wants_torchrun(noisy, "06_test", False, ddp)
+    assert launch.wants_torchrun(micro(), "01_test", False, ddp)
     with pytest.raises(ValueError, match="use one of off, ddp, spread"):
-        launch.mode()
+        Execution(parallel="sideways")
 
 
 def test_a_run_another_process_is_training_is_refused_and_its_checkpoints_left_alone(root, monkeypatch):
@@ -84,7 +78,7 @@ def test_a_run_another_process_is_training_is_refused_and_its_checkpoints_left_a
     (checkpoints / "last.pt").write_bytes(b"the other process's")
     with results.locked(paths.checkpoints_dir("smoke") / cfg.run_id, wait=False):  # as that process holds it
         with pytest.raises(experiment.RunBusy, match="being trained by another process right now"):
-            run_experiment(cfg, notebook="01_test", force=True, progress=False)
+            run_experiment(cfg, notebook="01_test", force=True, progress=False, allow_cpu=True)
     assert (checkpoints / "last.pt").read_bytes() == b"the other process's"  # force did not wipe it
-    run = run_experiment(cfg, notebook="01_test", force=True, progress=False)  # released: trains
+    run = run_experiment(cfg, notebook="01_test", force=True, progress=False, allow_cpu=True)  # released: trains
     assert not run.loaded and run.row["epochs"] == 2

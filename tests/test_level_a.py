@@ -158,7 +158,7 @@ def test_level_a_run_records_both_tests_and_its_training_throughput(tmp_path, mo
 
     cfg = recipes.level_a("resnet18", "cifar100", profile="smoke").replace(
         synthetic_sizes=(160, 64), val_size=32, batch_size=32)
-    result = run_experiment(cfg, notebook="03_test", progress=False)
+    result = run_experiment(cfg, notebook="03_test", progress=False, allow_cpu=True)
     row, history = result.row, result.history
     assert row["experiment"] == "a_resnet18" and row["dataset"] == "cifar100" and row["source"] == "synthetic"
     assert 1 <= row["best_epoch"] <= cfg.epochs and len(history) == cfg.epochs

@@ -67,24 +67,24 @@ def micro(variant, **changes):
 
 def test_monitored_test_curve_is_recorded_but_never_picks_the_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
-    run = run_experiment(micro("gap", epochs=3), "02_test", progress=False)
+    run = run_experiment(micro("gap", epochs=3), "02_test", progress=False, allow_cpu=True)
     history = run.history
     assert history["test_acc"].notna().all() and history["val_acc"].isna().all()
     # without validation the final epoch is scored, even where an earlier test accuracy was higher
     assert run.row["best_epoch"] == 3
     assert history["test_acc"].iloc[-1] == pytest.approx(run.row["test_acc_final"])
     assert history["test_loss"].iloc[-1] == pytest.approx(run.row["test_loss_final"], rel=1e-6)
-    unmonitored = run_experiment(micro("gap", epochs=3, monitor_test=False, seed=1), "02_test", progress=False)
+    unmonitored = run_experiment(micro("gap", epochs=3, monitor_test=False, seed=1), "02_test", progress=False, allow_cpu=True)
     assert unmonitored.history["test_acc"].isna().all()
 
 
 def test_as_run_step_decay_collapses_the_learning_rate_within_the_first_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
     cfg = micro("step_decay", synthetic_sizes=(200, 40), batch_size=5, epochs=30)  # 40 steps an epoch
-    as_run = trace_steps(cfg.replace(schedule={**recipes.STEP_DECAY, "stepped_every": "batch"}), min_steps=30)
-    fixed = trace_steps(cfg, min_steps=40)
+    as_run = trace_steps(cfg.replace(schedule={**recipes.STEP_DECAY, "stepped_every": "batch"}), min_steps=30, allow_cpu=True)
+    fixed = trace_steps(cfg, min_steps=40, allow_cpu=True)
     assert len(as_run) == len(fixed) == 40  # whole epochs: one of 40 steps covers both
-    assert len(trace_steps(cfg.replace(epochs=3), min_steps=41)) == 80
+    assert len(trace_steps(cfg.replace(epochs=3), min_steps=41, allow_cpu=True)) == 80
     assert as_run["lr"].iloc[9] == pytest.approx(1e-3) and as_run["lr"].iloc[10] == pytest.approx(1e-4)
     assert as_run["lr"].iloc[-1] == pytest.approx(1e-6)
     assert (fixed["lr"] == 1e-3).all()  # written in epochs, stepped per epoch: no decay in epoch 1

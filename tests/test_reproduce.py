@@ -19,9 +19,23 @@ def write_notebook(path, source):
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
+    """Outputs under tmp_path; the notebooks read from tmp_path/notebooks (the repository's, in real use)."""
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    monkeypatch.delenv("REPRO_ALLOW_CPU", raising=False)
     (tmp_path / "notebooks").mkdir()
+    monkeypatch.setattr(reproduce, "NOTEBOOKS", tmp_path / "notebooks")
     return tmp_path
+
+
+def parameters(**changes):
+    """The papermill parameters every notebook gets, with `changes`."""
+    return {"PROFILE": "smoke", "COMPILE": False, "SYNC_BN": False, "PARALLEL": "off", "GPUS": 0, "ALLOW_CPU": False,
+            **changes}
+
+
+def test_notebooks_come_from_the_repository_wherever_outputs_go(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_ROOT", str(tmp_path / "elsewhere"))  # e.g. Google Drive, or a scratch disk
+    assert [p.stem[:2] for p in reproduce.notebooks(["01", "08"])] == ["01", "08"]
 
 
 def test_a_failing_notebook_is_reported_and_the_next_still_runs(root, capsys):
@@ -66,7 +80,7 @@ def test_epochs_is_passed_to_every_selected_notebook(root, monkeypatch, capsys):
     calls = record_papermill(monkeypatch)
     assert reproduce.main(["--profile", "smoke", "--epochs", "3", "--only", "01", "08"]) == 0
     assert [Path(source).name for source, _, _ in calls] == ["01_a.ipynb", "08_summary.ipynb"]
-    assert all(parameters == {"PROFILE": "smoke", "EPOCHS": 3} for _, _, parameters in calls)
+    assert all(given == parameters(EPOCHS=3) for _, _, given in calls)
     # executed copies of a shortened run never overwrite those of a full-length one
     assert all(Path(output).parent == root / "runs" / "smoke-3ep" for _, output, _ in calls)
 
@@ -75,7 +89,7 @@ def test_without_epochs_no_epochs_parameter_is_passed(root, monkeypatch):
     write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
     calls = record_papermill(monkeypatch)
     assert reproduce.main(["--profile", "smoke"]) == 0
-    assert calls[0][2] == {"PROFILE": "smoke"} and Path(calls[0][1]).parent == root / "runs" / "smoke"
+    assert calls[0][2] == parameters() and Path(calls[0][1]).parent == root / "runs" / "smoke"
 
 
 def test_full_profile_epochs_says_the_runs_are_shortened_and_kept_apart(root, monkeypatch, capsys):
@@ -83,7 +97,7 @@ def test_full_profile_epochs_says_the_runs_are_shortened_and_kept_apart(root, mo
     write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
     calls = record_papermill(monkeypatch)
     assert reproduce.main(["--profile", "full", "--epochs", "5"]) == 0
-    assert calls[0][2] == {"PROFILE": "full", "EPOCHS": 5}
+    assert calls[0][2] == parameters(PROFILE="full", EPOCHS=5, ALLOW_CPU=True)
     out = capsys.readouterr().out
     assert "shortened" in out and "-5ep" in out and "recorded apart" in out
 
@@ -109,15 +123,12 @@ def test_reproduce_leaves_the_callers_profile_as_it_was(root, monkeypatch):
     assert os.environ["REPRO_PROFILE"] == "smoke"
 
 
-def test_parallel_settings_reach_the_notebooks_and_are_undone_afterwards(root, monkeypatch):
-    seen = []
-    keys = ("REPRO_PARALLEL", "REPRO_GPUS", "REPRO_COMPILE", "REPRO_SYNC_BN")
-    monkeypatch.setattr(reproduce, "run_notebook", lambda *a, **k: seen.append({k: os.environ.get(k) for k in keys}))
-    monkeypatch.setenv("REPRO_COMPILE", "1")  # the caller's own setting, switched off for the command then restored
+def test_execution_switches_reach_the_notebooks_as_parameters(root, monkeypatch):
     write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
-    assert reproduce.main(["--profile", "smoke", "--parallel", "ddp", "--gpus", "2", "--sync-bn"]) == 0
-    assert seen == [{"REPRO_PARALLEL": "ddp", "REPRO_GPUS": "2", "REPRO_COMPILE": None, "REPRO_SYNC_BN": "1"}]
-    assert os.environ.get("REPRO_COMPILE") == "1" and "REPRO_PARALLEL" not in os.environ
+    calls = record_papermill(monkeypatch)
+    assert reproduce.main(["--profile", "smoke", "--parallel", "ddp", "--gpus", "2", "--sync-bn", "--compile"]) == 0
+    assert calls[0][2] == parameters(PARALLEL="ddp", GPUS=2, SYNC_BN=True, COMPILE=True)
+    assert not [key for key in os.environ if key in ("REPRO_PARALLEL", "REPRO_GPUS", "REPRO_COMPILE", "REPRO_SYNC_BN")]
 
 
 def test_parallel_on_fewer_than_two_gpus_says_it_trains_in_one_process(root, monkeypatch, capsys):

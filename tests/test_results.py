@@ -8,7 +8,7 @@ import tempfile
 import pandas as pd
 import pytest
 
-from common import results
+from common import results, viz
 from common.results import (HISTORY_FIELDS, RESULT_FIELDS, ResultsWriteError, find_result, read_history,
                             read_results, upsert_result, write_history)
 
@@ -170,8 +170,8 @@ def test_plot_history_draws_validation_only_when_present(tmp_path):
     import matplotlib.pyplot as plt
 
     base = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_acc": [0.3, 0.6], "lr": [1e-3] * 2, "seconds": [1, 1]}
-    without = results.plot_history(pd.DataFrame({**base, "val_loss": [float("nan")] * 2, "val_acc": [float("nan")] * 2}))
-    with_val = results.plot_history(pd.DataFrame({**base, "val_loss": [1.1, 0.7], "val_acc": [0.2, 0.5]}), title="t")
+    without = viz.plot_history(pd.DataFrame({**base, "val_loss": [float("nan")] * 2, "val_acc": [float("nan")] * 2}))
+    with_val = viz.plot_history(pd.DataFrame({**base, "val_loss": [1.1, 0.7], "val_acc": [0.2, 0.5]}), title="t")
     assert [len(ax.lines) for ax in without.axes] == [1, 1]
     assert [len(ax.lines) for ax in with_val.axes] == [2, 2]
     path = tmp_path / "figures" / "run.png"

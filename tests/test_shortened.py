@@ -58,36 +58,20 @@ def test_supcon_classifier_of_a_shortened_encoder_is_shortened_too():
     assert classifier.encoder.startswith(pretrain.run_id + "@")
 
 
-@pytest.fixture
-def cpu_root(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
-    monkeypatch.setenv("REPRO_ALLOW_CPU", "1")  # a full-profile run on the CPU, on generated data
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(before)
-
-
-def tiny_cnn(cfg):
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, cfg.num_classes))
-
-
 def test_full_and_shortened_runs_are_recorded_apart(cpu_root, capsys):
     tiny = dict(synthetic_sizes=(48, 32), batch_size=16, eval_batch_size=32)
-    full = recipes.level_e("basic", source="synthetic").replace(epochs=2, **tiny)  # stands in for the full run
-    short = recipes.level_e("basic", source="synthetic", epochs=1).replace(**tiny)
+    full = recipes.level_e("basic", source="synthetic").replace(epochs=2, model="tiny_cnn", **tiny)  # the full run
+    short = recipes.level_e("basic", source="synthetic", epochs=1).replace(model="tiny_cnn", **tiny)
     assert short.shortened and not full.shortened
-    run_experiment(full, "01_test", progress=False, build=tiny_cnn)
-    run_experiment(short, "01_test", progress=False, build=tiny_cnn)
+    run_experiment(full, "01_test", progress=False, allow_cpu=True)
+    run_experiment(short, "01_test", progress=False, allow_cpu=True)
 
     rows = read_results(results_dir("full") / "01_test.csv").set_index("run_id")
     assert rows.loc[full.run_id, "shortened"] == False and rows.loc[full.run_id, "epochs"] == 2  # noqa: E712
     assert rows.loc[short.run_id, "shortened"] == True and rows.loc[short.run_id, "epochs"] == 1  # noqa: E712
     assert (checkpoints_dir("full") / full.run_id).is_dir() and (checkpoints_dir("full") / short.run_id).is_dir()
     # the full run is still the recorded one: loaded, not overwritten by the shortened run
-    again = run_experiment(full, "01_test", progress=False, build=tiny_cnn)
+    again = run_experiment(full, "01_test", progress=False, allow_cpu=True)
     assert again.loaded and again.row["run_id"] == full.run_id and again.row["epochs"] == 2
 
     results = summary.collect_results("full")

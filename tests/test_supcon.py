@@ -403,24 +403,26 @@ def test_views_and_loss_on_the_gpu_never_wait_for_it():
 
 
 def test_stage_two_never_changes_the_frozen_encoder(tmp_path, monkeypatch):
-    from common import contrastive, recipes
+    from common import contrastive, experiment, recipes
 
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
     pretrain = recipes.supcon_pretrain(profile="smoke", epochs=1).replace(synthetic_sizes=(64, 32), val_size=16,
                                                                           batch_size=24)
-    result = contrastive.run_experiment(pretrain, notebook="05_test", progress=False)
+    result = experiment.run_experiment(pretrain, notebook="05_test", progress=False, allow_cpu=True)
     assert result.history["train_loss"].notna().all() and result.history["train_acc"].isna().all()
     before = {k: v.clone() for k, v in contrastive.load_encoder(pretrain).state_dict().items()}
     assert any("running_mean" in k for k in before)
 
     trained = {}
+    build_for = experiment.build_for
 
-    def build(cfg):  # keep the model run_experiment trains, to read its encoder afterwards
-        trained["model"] = contrastive.classifier_builder(pretrain)(cfg)
+    def build(cfg, device="cpu"):  # keep the model run_experiment trains, to read its encoder afterwards
+        trained["model"] = build_for(cfg, device)
         return trained["model"]
 
+    monkeypatch.setattr(experiment, "build_for", build)
     cfg = recipes.supcon_classifier(pretrain).replace(batch_size=24)
-    row = contrastive.run_experiment(cfg, notebook="05_test", progress=False, build=build).row
+    row = experiment.run_experiment(cfg, notebook="05_test", progress=False, allow_cpu=True).row
     assert 0 <= row["test_acc_final"] <= 1
     after = trained["model"].encoder.state_dict()
     for key, value in before.items():  # weights, BatchNorm running statistics and their counters
@@ -430,19 +432,19 @@ def test_stage_two_never_changes_the_frozen_encoder(tmp_path, monkeypatch):
 
 
 def test_linear_probe_learns_from_cached_features(tmp_path, monkeypatch):
-    from common import contrastive, recipes
+    from common import contrastive, experiment, recipes
 
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
     pretrain = recipes.supcon_pretrain(profile="smoke", epochs=1).replace(synthetic_sizes=(64, 32), val_size=16,
                                                                           batch_size=24, num_classes=10)
-    contrastive.run_experiment(pretrain, notebook="05_test", progress=False)
-    row = contrastive.linear_probe(pretrain, notebook="05_test", epochs=30)
+    experiment.run_experiment(pretrain, notebook="05_test", progress=False, allow_cpu=True)
+    row = contrastive.linear_probe(pretrain, notebook="05_test", epochs=30, allow_cpu=True)
     # even a barely trained encoder's features separate the synthetic classes above chance (0.1)
     assert row["test_acc_best"] > 0.3 and 1 <= row["best_epoch"] <= 30
 
 
 def test_stage_two_without_a_pretrained_encoder_says_so(tmp_path, monkeypatch):
-    from common import contrastive, recipes
+    from common import contrastive, experiment, recipes
 
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
     with pytest.raises(contrastive.EncoderMissing, match="run the pretraining"):
@@ -463,13 +465,14 @@ def test_two_view_loader_stacks_the_views_and_gives_labels_once():
 @pytest.mark.parametrize("loss", ["supcon", "supcon_with_self"])
 def test_trainer_uses_the_configured_contrastive_loss(loss):
     from common import recipes
+    from common.config import Execution
     from common.train import _Trainer
 
     torch.manual_seed(0)
     cfg = recipes.supcon_pretrain(profile="smoke", loss=loss)
     model = build_model(cfg.model, cfg.num_classes)
     images, labels = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 0, 2])
-    loss_value, counts = _Trainer(model, cfg, 1, None).loss(images, labels)
+    loss_value, counts, recorded = _Trainer(model, cfg, 1, None, Execution()).step(images, labels, None)
     expected = supcon_loss(model(images), labels, 0.07, include_self=loss == "supcon_with_self")
     torch.testing.assert_close(loss_value, expected)
     assert counts == {}  # no classes, so no accuracy

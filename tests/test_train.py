@@ -12,16 +12,17 @@ import pytest
 import torch
 from torch import nn
 
-from common import experiment, models, recipes, train
+from common import checkpoints, experiment, models, recipes, train
 from common.augment import op
-from common.data import DataUnavailable
+from common.checkpoints import CheckpointMismatch
 from common.config import RunConfig, config_differences
+from common.data import DataUnavailable
 from common.experiment import NoGPU, load_split, make_loaders, pick_device, run_experiment
 from common.loader import DeviceLoader
 from common.models import build_model, count_parameters
 from common.results import HISTORY_FIELDS, RESULT_FIELDS
 from common.schedules import lr_trace
-from common.train import CheckpointMismatch, TrainingDiverged, fit
+from common.train import Loaders, TrainingDiverged, fit
 
 NOTEBOOK = "01_test"
 METRICS = ["best_epoch", "val_acc_best", "test_acc_best", "test_loss_best", "test_acc_final",
@@ -57,12 +58,6 @@ def micro(profile="smoke", **changes):
     return cfg.replace(**settings)
 
 
-def tiny_cnn(num_classes=10):
-    """A few hundred parameters, with BatchNorm and dropout like the real networks."""
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(8, num_classes))
-
-
 def tiny_config(**changes):
     settings = dict(experiment="tiny", model="tiny_cnn", source="synthetic", image_size=8,
                     synthetic_sizes=(64, 32), val_size=16, epochs=5, batch_size=16, eval_batch_size=32,
@@ -73,8 +68,8 @@ def tiny_config(**changes):
 
 
 def capture_last_checkpoints(monkeypatch):
-    """Wrap _save_atomic: keep a copy of the weights of every epoch's last.pt and count the saves."""
-    original = train._save_atomic
+    """Wrap checkpoints.save: keep a copy of the weights of every epoch's last.pt and count the saves."""
+    original = checkpoints.save
     record = SimpleNamespace(weights={}, last_saves=0, interrupt_after=None)
 
     def saving(obj, path):
@@ -85,7 +80,7 @@ def capture_last_checkpoints(monkeypatch):
             if record.interrupt_after is not None and record.last_saves == record.interrupt_after:
                 raise KeyboardInterrupt  # the user stops the run right after the checkpoint
 
-    monkeypatch.setattr(train, "_save_atomic", saving)
+    monkeypatch.setattr(checkpoints, "save", saving)
     return record
 
 
@@ -112,7 +107,7 @@ def full_run(tmp_path_factory):
         synthetic_sizes=(256, 256), epochs=3, batch_size=32, eval_batch_size=256)
     with pytest.MonkeyPatch.context() as mp:
         use_root(mp, root)
-        result = run_experiment(cfg, NOTEBOOK, progress=False)
+        result = run_experiment(cfg, NOTEBOOK, progress=False, allow_cpu=True)
     return SimpleNamespace(root=root, cfg=cfg, result=result)
 
 
@@ -123,7 +118,7 @@ def smoke_run(tmp_path_factory):
     cfg = micro("smoke", synthetic_sizes=(64, 32), val_size=16)
     with pytest.MonkeyPatch.context() as mp:
         use_root(mp, root, allow_cpu=False)
-        result = run_experiment(cfg, NOTEBOOK, progress=False)
+        result = run_experiment(cfg, NOTEBOOK, progress=False, allow_cpu=True)
     return SimpleNamespace(root=root, cfg=cfg, result=result)
 
 
@@ -196,7 +191,7 @@ def test_finished_run_is_loaded_not_retrained(full_run, monkeypatch):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(experiment, "fit", no_training)
-    again = run_experiment(full_run.cfg, NOTEBOOK, progress=False)
+    again = run_experiment(full_run.cfg, NOTEBOOK, progress=False, allow_cpu=True)
     assert again.loaded
     for key in ("test_acc_best", "test_loss_best", "test_acc_final", "test_loss_final"):
         assert again.row[key] == pytest.approx(full_run.result.row[key], rel=1e-12)
@@ -221,7 +216,7 @@ def test_force_trains_a_finished_run_again_from_scratch(full_run, tmp_path, monk
 
     monkeypatch.setattr(experiment, "fit", fake_fit)
     with pytest.raises(Trained):
-        run_experiment(full_run.cfg, NOTEBOOK, force=True, progress=False)
+        run_experiment(full_run.cfg, NOTEBOOK, force=True, progress=False, allow_cpu=True)
     assert calls == [False]  # fit was called, and the old checkpoint was gone: a fresh start
 
 
@@ -234,7 +229,7 @@ def test_checkpoint_of_another_config_is_refused(full_run, tmp_path, monkeypatch
     csv = root / "results" / f"{NOTEBOOK}.csv"
     before = checkpoint.read_bytes(), csv.read_bytes()
     with pytest.raises(CheckpointMismatch) as err:
-        run_experiment(other, NOTEBOOK, progress=False)
+        run_experiment(other, NOTEBOOK, progress=False, allow_cpu=True)
     message = str(err.value)
     assert "(grad_clip 1.0 -> 0.5)" in message  # the differing field, and only it
     assert str(checkpoint) in message and "force=True" in message
@@ -246,11 +241,10 @@ def test_full_profile_without_gpu_raises_no_gpu(tmp_path, monkeypatch):
     use_root(monkeypatch, tmp_path, allow_cpu=False)
     with pytest.raises(NoGPU) as err:
         run_experiment(micro("full"), NOTEBOOK, progress=False)
-    assert "GPU" in str(err.value) and "REPRO_ALLOW_CPU" in str(err.value) and "smoke" in str(err.value)
+    assert "GPU" in str(err.value) and "ALLOW_CPU" in str(err.value) and "smoke" in str(err.value)
     assert list(tmp_path.iterdir()) == []  # nothing written
     assert pick_device("smoke").type == "cpu"  # the smoke profile runs anywhere
-    monkeypatch.setenv("REPRO_ALLOW_CPU", "1")
-    assert pick_device("full").type == "cpu"
+    assert pick_device("full", allow_cpu=True).type == "cpu"
 
 
 # ----------------------------------------------------------------------------- smoke run, validation, resume
@@ -291,13 +285,13 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_result(smoke_run, 
     record = capture_last_checkpoints(monkeypatch)
     record.interrupt_after = 1
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(smoke_run.cfg, NOTEBOOK, progress=False)
+        run_experiment(smoke_run.cfg, NOTEBOOK, progress=False, allow_cpu=True)
     checkpoints = tmp_path / "smoke" / "checkpoints" / smoke_run.cfg.run_id
     assert torch.load(checkpoints / "last.pt", weights_only=False)["epoch"] == 1
     assert not (tmp_path / "smoke" / "results" / f"{NOTEBOOK}.csv").exists()
 
     record.interrupt_after, record.last_saves = None, 0
-    resumed = run_experiment(smoke_run.cfg, NOTEBOOK, progress=False)
+    resumed = run_experiment(smoke_run.cfg, NOTEBOOK, progress=False, allow_cpu=True)
     assert record.last_saves == 2  # epochs 2 and 3 only: it resumed rather than starting over
     assert not resumed.loaded
     for key in METRICS:
@@ -316,7 +310,7 @@ def test_finished_checkpoint_without_results_is_not_trained_again(smoke_run, tmp
     use_root(monkeypatch, root, allow_cpu=False)
     shutil.rmtree(root / "smoke" / "results")  # e.g. a crash between the last epoch and the CSV
     record = capture_last_checkpoints(monkeypatch)
-    again = run_experiment(smoke_run.cfg, NOTEBOOK, progress=False)
+    again = run_experiment(smoke_run.cfg, NOTEBOOK, progress=False, allow_cpu=True)
     assert record.last_saves == 0
     for key in METRICS:
         assert again.row[key] == smoke_run.result.row[key], key
@@ -331,7 +325,6 @@ def test_finished_checkpoint_without_results_is_not_trained_again(smoke_run, tmp
 ])
 def test_best_state_is_the_best_validation_epochs_weights(script, best, tmp_path, monkeypatch):
     use_root(monkeypatch, tmp_path)
-    monkeypatch.setitem(models.MODELS, "tiny_cnn", tiny_cnn)
     scripted = iter(script)
     monkeypatch.setattr(train, "evaluate", lambda *args, **kwargs: next(scripted))  # validation only
     record = capture_last_checkpoints(monkeypatch)
@@ -343,7 +336,7 @@ def test_best_state_is_the_best_validation_epochs_weights(script, best, tmp_path
 
     monkeypatch.setattr(experiment, "fit", keep_outcome)
     cfg = tiny_config()
-    result = run_experiment(cfg, NOTEBOOK, progress=False)
+    result = run_experiment(cfg, NOTEBOOK, progress=False, allow_cpu=True)
     assert result.history["val_acc"].tolist() == [acc for _, acc in script]
     assert outcomes[0].best_epoch == best and result.row["best_epoch"] == best
     assert result.row["val_acc_best"] == script[best - 1][1]
@@ -360,7 +353,7 @@ class NaNAfter(nn.Module):
 
     def __init__(self, limit):
         super().__init__()
-        self.net, self.calls, self.limit = tiny_cnn(), 0, limit
+        self.net, self.calls, self.limit = build_model("tiny_cnn"), 0, limit
 
     def forward(self, x):
         out = self.net(x)
@@ -378,7 +371,7 @@ def test_nan_forward_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp
     torch.manual_seed(0)
     model = NaNAfter(limit=7)  # the 7th step: epoch 2, step 3
     with pytest.raises(TrainingDiverged) as err:
-        fit(model, loader, None, cfg, checkpoint_dir=tmp_path, progress=False)
+        fit(model, Loaders(loader), cfg, tmp_path, progress=False)
     message = str(err.value)
     assert "epoch 2" in message and "step 3" in message
     assert "epoch 1" in message and str(tmp_path) in message  # says which checkpoint survives
@@ -389,7 +382,7 @@ def test_absurd_learning_rate_diverges_in_the_first_epoch(tmp_path, monkeypatch)
     use_root(monkeypatch, tmp_path)
     cfg = micro("smoke", optimizer="sgd", lr=1e30, grad_clip=0.0, schedule={"name": "constant"})
     with pytest.raises(TrainingDiverged, match=r"epoch 1, step \d+") as err:
-        run_experiment(cfg, NOTEBOOK, progress=False)
+        run_experiment(cfg, NOTEBOOK, progress=False, allow_cpu=True)
     assert "learning rate" in str(err.value)
     assert not (tmp_path / "smoke" / "results").exists()  # no result recorded for a diverged run
 

@@ -22,7 +22,7 @@ from common import distributed  # noqa: E402
 from common.augment import build_augment  # noqa: E402
 from common.config import RunConfig  # noqa: E402
 from common.loader import DeviceLoader  # noqa: E402
-from common.train import fit  # noqa: E402
+from common.train import Loaders, fit  # noqa: E402
 
 IMAGES, BATCH = 101, 16  # the last batch (5) splits unevenly: 3 + 2
 
@@ -74,11 +74,11 @@ def main():
                              rank=distributed.rank(), world_size=distributed.world_size())
     checkpoints = args.out / "checkpoints"
     if args.stop_after:
-        fit(network(args.supcon).to(device), loader, None, cfg, checkpoint_dir=checkpoints, progress=False,
+        fit(network(args.supcon).to(device), Loaders(loader), cfg, checkpoints, progress=False,
             stop_after=args.stop_after)
         distributed.barrier()
     model = network(args.supcon).to(device)  # this process's GPU under NCCL, where its loader's batches are
-    outcome = fit(model, loader, None, cfg, checkpoint_dir=checkpoints, progress=False)
+    outcome = fit(model, Loaders(loader), cfg, checkpoints, progress=False)
     torch.save(RecordingLoader.seen, args.out / f"indices-{distributed.rank()}.pt")
     if distributed.is_main():
         weights = {k: v.cpu() for k, v in model.state_dict().items()}  # readable by the test, GPU or not

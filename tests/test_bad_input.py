@@ -1,0 +1,64 @@
+"""Bad input and failing disks: one sentence naming the problem and the fix, and nothing written is damaged."""
+
+import stat
+
+import pytest
+import torch
+
+from common import checkpoints, data, reproduce, results
+from helpers import micro
+
+
+def test_a_bad_profile_variable_is_named_and_ignored_when_the_flag_is_given(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_PROFILE", "fast")
+    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    monkeypatch.setattr(reproduce, "NOTEBOOKS", tmp_path)  # no notebooks: nothing runs
+    assert reproduce.main(["--profile", "smoke"]) == 2  # got past the variable: no notebook to run here
+    assert "No notebook found" in capsys.readouterr().out
+    assert reproduce.main([]) == 2
+    out = capsys.readouterr().out
+    assert "REPRO_PROFILE='fast' is not a profile" in out and "\n" not in out.strip()
+
+
+def test_a_checkpoint_of_another_kind_in_place_of_last_is_refused_with_a_sentence(tmp_path):
+    cfg = micro()
+    path = tmp_path / "last.pt"
+    torch.save({"model": {}, "epoch": 2}, path)  # a copy of best.pt
+    with pytest.raises(checkpoints.CheckpointMismatch, match="not a checkpoint to resume from.*best.pt"):
+        checkpoints.check_config(checkpoints.load(path), cfg, path)
+
+
+def test_a_full_disk_is_said_in_one_sentence_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    def full(obj, target):
+        open(target, "wb").write(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: type("U", (), {"free": 3 * 2**20})())
+    (tmp_path / "last.pt").write_bytes(b"the previous epoch")
+    with pytest.raises(checkpoints.CheckpointWriteError) as err:
+        checkpoints.save({"x": 1}, tmp_path / "last.pt")
+    assert "the disk is full (3 MB free)" in str(err.value) and "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    assert (tmp_path / "last.pt").read_bytes() == b"the previous epoch"
+
+
+def test_temp_files_of_killed_writers_are_removed(tmp_path):
+    (tmp_path / ".last.pt.12345.tmp").write_bytes(b"cut short")
+    (tmp_path / "last.pt").write_bytes(b"kept")
+    checkpoints.remove_stale_temp_files(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_records_are_readable_by_everyone_not_only_their_writer(tmp_path):
+    path = tmp_path / "results" / "01.csv"
+    results.upsert_result(path, {"run_id": "r", "config_hash": "h"})
+    assert path.stat().st_mode & stat.S_IROTH
+
+
+def test_a_corrupt_cifar_archive_is_called_corrupt_not_missing(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    (folder / "cifar-10-python.tar.gz").write_bytes(b"not a tar archive")
+    with pytest.raises(data.DataUnavailable, match="corrupt or cut short; delete it"):
+        data.load_images("cifar10", data_dir=tmp_path)
