@@ -123,5 +123,7 @@ def wrap(model: torch.nn.Module, sync_bn: bool = False) -> torch.nn.Module:
 
 
 def shutdown() -> None:
+    """Leave the process group once every process is done with it (one tearing it down early aborts another)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
