@@ -228,11 +228,16 @@ def _resume(trainer, cfg: RunConfig, folder, selects: bool, device) -> _RunState
         return _RunState()
     trainer.restore(checkpoints.check_config(state, cfg, path))
     run = _RunState(state["epoch"], state["history"], state["wall_seconds"], state["best"])
-    if selects:
+    if selects and run.best["epoch"]:
         if saved is not None and saved["epoch"] == run.best["epoch"]:
             run.best_state = saved["model"]
-        else:  # lost, or from an epoch after the one resumed: the epochs still to come choose the best
-            run.best = _RunState().best
+        elif run.best["epoch"] == run.epoch:  # the best epoch is the one resumed: its weights are the checkpoint's
+            run.best_state = _copy(state["model"])
+        else:  # choosing another epoch would change the run's recorded result without a word
+            raise checkpoints.CheckpointUnreadable(
+                f"The best-validation weights of {cfg.run_id} (epoch {run.best['epoch']}) are lost ({best_path} is "
+                f"unreadable or holds epoch {saved['epoch'] if saved else 'none'}): train the run again with "
+                f"force=True (or delete {folder}); resuming would record another epoch as its best.")
     return run
 
 

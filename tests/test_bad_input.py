@@ -62,3 +62,19 @@ def test_a_corrupt_cifar_archive_is_called_corrupt_not_missing(tmp_path):
     (folder / "cifar-10-python.tar.gz").write_bytes(b"not a tar archive")
     with pytest.raises(data.DataUnavailable, match="corrupt or cut short; delete it"):
         data.load_images("cifar10", data_dir=tmp_path)
+
+
+def test_a_lost_best_checkpoint_is_refused_not_replaced_by_another_epoch(cpu_root, monkeypatch):
+    from common import train
+    from common.experiment import build_for, load_split, make_loaders
+
+    cfg = micro(val_size=16, epochs=3, monitor_test=False)
+    loaders = make_loaders(cfg, load_split(cfg), torch.device("cpu"))
+    scripted = iter([(1.0, 0.9), (1.0, 0.5)])  # validation: epoch 1 is the best, epoch 2 is worse
+    monkeypatch.setattr(train, "evaluate", lambda *args, **kwargs: next(scripted))
+    folder = cpu_root / "checkpoints"
+    train.fit(build_for(cfg), loaders, cfg, folder, progress=False, stop_after=2)
+    (folder / "best.pt").write_bytes(b"cut short")
+    with pytest.warns(UserWarning, match="best.pt is unreadable"), \
+            pytest.raises(checkpoints.CheckpointUnreadable, match=r"epoch 1\) are lost.*force=True"):
+        train.fit(build_for(cfg), loaders, cfg, folder, progress=False)
