@@ -220,6 +220,16 @@ def _decode_folder(folder: Path, image_size: int, splits=("train", "test")) -> I
     classes = sorted(p.name for p in (folder / train).iterdir() if p.is_dir())
     if not classes:
         raise DataUnavailable(f"{folder}/{train} holds no class folders: expected {train}/<class>/*.jpg.")
+    test_classes = sorted(p.name for p in (folder / test).iterdir() if p.is_dir())
+    if test_classes != classes:  # another class set would silently drop or mislabel test images
+        raise DataUnavailable(
+            f"{folder}/{train} and {folder}/{test} hold different classes ({', '.join(classes)} against "
+            f"{', '.join(test_classes)}): give both the same class folders.")
+    empty = [f"{split}/{name}" for split in splits for name in classes
+             if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (folder / split / name).glob("*"))]
+    if empty:
+        raise DataUnavailable(f"{folder} has class folders without images ({', '.join(empty)}): add images or "
+                              "remove the class from both splits.")
     tensors = []
     for split in splits:
         images, labels = [], []

@@ -78,3 +78,27 @@ def test_a_lost_best_checkpoint_is_refused_not_replaced_by_another_epoch(cpu_roo
     with pytest.warns(UserWarning, match="best.pt is unreadable"), \
             pytest.raises(checkpoints.CheckpointUnreadable, match=r"epoch 1\) are lost.*force=True"):
         train.fit(build_for(cfg), loaders, cfg, folder, progress=False)
+
+
+def image_tree(root, classes_by_split):
+    """train/ and test/ folders with one tiny PNG in each class folder listed (an empty list: an empty folder)."""
+    from PIL import Image
+
+    for split, classes in classes_by_split.items():
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_image_folders_with_other_test_classes_are_refused_naming_them(tmp_path):
+    root = image_tree(tmp_path / "imgs", {"train": {"cat": 2, "dog": 2}, "test": {"cat": 1, "bird": 1}})
+    with pytest.raises(data.DataUnavailable, match="different classes.*cat, dog against bird, cat"):
+        data.load_images(f"imagefolder:{root}", data_dir=tmp_path / "data", image_size=8)
+
+
+def test_an_empty_class_folder_is_refused_naming_it(tmp_path):
+    root = image_tree(tmp_path / "imgs", {"train": {"cat": 2, "dog": 0}, "test": {"cat": 1, "dog": 1}})
+    with pytest.raises(data.DataUnavailable, match="without images.*train/dog"):
+        data.load_images(f"imagefolder:{root}", data_dir=tmp_path / "data", image_size=8)
