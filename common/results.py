@@ -38,6 +38,10 @@ HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "te
                   "compile_seconds"]  # torch.compile's warm-up, left out of train_seconds
 
 
+class ResultsReadError(RuntimeError):
+    """A results file is not one this repository wrote; it is left as it is."""
+
+
 class ResultsWriteError(RuntimeError):
     """A results file could not be written; the existing file is untouched."""
 
@@ -110,8 +114,15 @@ def read_results(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=RESULT_FIELDS)
-    frame = pd.read_csv(path, dtype={field: str for field in TEXT_FIELDS})
-    frame = frame.reindex(columns=list(dict.fromkeys(RESULT_FIELDS + list(frame.columns))))
+    try:
+        frame = pd.read_csv(path, dtype={field: str for field in TEXT_FIELDS})
+    except Exception as err:  # pandas raises several kinds for a file that is not a CSV
+        raise ResultsReadError(f"{path} is not a results CSV ({type(err).__name__}: {str(err).splitlines()[0]}): "
+                               "move it away or repair it; nothing was changed.") from None
+    if list(frame.columns) != RESULT_FIELDS:
+        raise ResultsReadError(f"{path} does not hold this repository's results columns (it has "
+                               f"{', '.join(map(str, frame.columns[:6]))}, ...): move it away or repair it; nothing "
+                               "was changed.")
     frame["shortened"] = shortened_flags(frame["shortened"])
     return frame
 

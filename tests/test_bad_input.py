@@ -102,3 +102,12 @@ def test_an_empty_class_folder_is_refused_naming_it(tmp_path):
     root = image_tree(tmp_path / "imgs", {"train": {"cat": 2, "dog": 0}, "test": {"cat": 1, "dog": 1}})
     with pytest.raises(data.DataUnavailable, match="without images.*train/dog"):
         data.load_images(f"imagefolder:{root}", data_dir=tmp_path / "data", image_size=8)
+
+
+@pytest.mark.parametrize("content", ["run_id,notebook\n\"unclosed,1\n", "a,b,c\n1,2,3\n"])
+def test_a_results_file_this_repository_did_not_write_is_named_and_left_alone(tmp_path, content):
+    path = tmp_path / "01_basic_vgg.csv"
+    path.write_text(content)
+    with pytest.raises(results.ResultsReadError, match="01_basic_vgg.csv .*nothing was changed"):
+        results.upsert_result(path, {"run_id": "r", "config_hash": "h"})
+    assert path.read_text() == content

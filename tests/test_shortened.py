@@ -82,11 +82,3 @@ def test_full_and_shortened_runs_are_recorded_apart(cpu_root, capsys):
     last_table = max(text.index(f"## {name}\n") for name in summary.report_tables(results))
     assert text.index(f"## {summary.SHORTENED_HEADING}") > last_table  # listed after every report table
     assert text.count(short.run_id) == 1 and text.index(short.run_id) > last_table  # and nowhere in them
-
-
-def test_old_results_csv_without_the_column_reads_as_full_runs(tmp_path):
-    path = tmp_path / "01_basic_vgg.csv"
-    pd.DataFrame([{"run_id": "a", "experiment": "e_basic", "epochs": 30, "test_acc_best": 0.8}]).to_csv(
-        path, index=False)
-    frame = read_results(path)
-    assert frame["shortened"].tolist() == [False]
