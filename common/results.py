@@ -35,7 +35,8 @@ HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "te
                   # noisy-label runs: training accuracy against the clean labels, and the share of truly clean
                   # samples among those each Co-teaching network kept
                   "train_acc_clean", "label_precision_1", "label_precision_2",
-                  "compile_seconds"]  # torch.compile's warm-up, left out of train_seconds
+                  "compile_seconds",  # torch.compile's warm-up, left out of train_seconds
+                  "checkpoint_seconds"]  # writing the epoch's checkpoints, after its seconds were taken
 
 
 class ResultsReadError(RuntimeError):

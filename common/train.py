@@ -165,6 +165,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
             run.best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
         if improved:
             run.best_state = _copy(model.state_dict())
+        saving = time.perf_counter()
         if folder is not None and main:
             if improved:
                 checkpoints.save({"model": run.best_state, "epoch": epoch}, folder / "best.pt")
@@ -173,10 +174,14 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
             checkpoints.save({**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
                               "epoch": epoch, "history": run.history, "best": run.best, "wall_seconds": run.wall},
                              folder / "last.pt")
+        # what checkpointing costs, beside the epoch's seconds (the epoch's own row in last.pt predates it)
+        row["checkpoint_seconds"] = time.perf_counter() - saving if folder is not None and main else math.nan
         bar.set_postfix_str(_epoch_line(row), refresh=False)
         if progress and main:
             bar.write(f"epoch {epoch}/{cfg.epochs} " + _epoch_line(row))
     bar.close()
+    if folder is not None and main and len(run.history) == cfg.epochs:
+        (folder / "prev.pt").unlink(missing_ok=True)  # a finished run resumes from nothing: keep only last and best
     if not selects or run.best_state is None:
         run.best_state = _copy(model.state_dict())
         run.best["epoch"] = run.best["epoch"] or len(run.history)

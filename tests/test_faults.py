@@ -118,13 +118,15 @@ def test_a_checkpoint_without_a_grad_scaler_resumes_into_a_run_with_one(tmp_path
     cfg = small_run().replace(epochs=2)
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    from common.experiment import build_for, load_split, make_loaders
+
     monkeypatch.setattr(train, "autocast_dtype", lambda cfg, device: None)  # fp32: no scaler, its state is {}
-    run_experiment(cfg, "faults", progress=False)
-    folder = tmp_path / "smoke" / "checkpoints" / cfg.run_id
-    assert torch.load(folder / "prev.pt", weights_only=False)["scaler"] == {}
-    (folder / "last.pt").unlink()  # back to epoch 1, as if interrupted during epoch 2
-    (tmp_path / "smoke" / "results" / "faults.csv").unlink()
+    loaders = make_loaders(cfg, load_split(cfg), torch.device("cpu"))
+    folder = tmp_path / "checkpoints"
+    train.fit(build_for(cfg), loaders, cfg, folder, progress=False, stop_after=1)  # interrupted after epoch 1
+    assert torch.load(folder / "last.pt", weights_only=False)["scaler"] == {}
     monkeypatch.setattr(train, "autocast_dtype", lambda cfg, device: torch.float16)  # fp16: a GradScaler
-    row = run_experiment(cfg, "faults", progress=False).row
-    assert row["epochs"] == 2 and 0 <= row["test_acc_final"] <= 1
+    outcome = train.fit(build_for(cfg), loaders, cfg, folder, progress=False)
+    assert len(outcome.history) == 2
     assert torch.load(folder / "last.pt", weights_only=False)["scaler"]  # epoch 2 trained with the scaler
+    assert not (folder / "prev.pt").exists()  # a finished run keeps only last.pt and best.pt
