@@ -184,7 +184,7 @@ def recorded_result(cfg: RunConfig, notebook: str):
     return RunResult(row, read_history(history_csv(cfg)), loaded=True)
 
 
-def git_commit() -> str:
+def _describe() -> str:
     """The checkout's commit (with -dirty for uncommitted changes), or 'unknown' outside git."""
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=os.path.dirname(__file__),
@@ -192,6 +192,14 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+_LOADED_FROM = _describe()  # when the package is imported: the code a process runs, whatever is committed later
+
+
+def git_commit() -> str:
+    """The commit of the code this process loaded (taken at import, so later commits do not relabel its runs)."""
+    return _LOADED_FROM
 
 
 def device_name(device: torch.device) -> str:
