@@ -92,7 +92,7 @@ def level_a(model: str = "resnet18", dataset: str = "cifar10", profile: str = "f
     settings = {**LEVEL_A, **LEVEL_A_MODELS[model]}
     cfg = RunConfig(experiment=f"a_{model}", model=model, dataset=dataset, source=dataset,
                     num_classes=LEVEL_A_CLASSES[dataset], **settings)
-    # smoke: fewer images than Level E, since ConvNeXt trains at about 10 images/s on a 2-core CPU
+    # smoke: fewer images than Level E, since ConvNeXt is the slowest network to train on a CPU
     return _for_profile(cfg, profile, seed, epochs, source, smoke_sizes=(128, 64))
 
 
