@@ -16,8 +16,10 @@ def tiny_cnn(num_classes=10):
 
 @pytest.fixture
 def cpu_root(tmp_path, monkeypatch):
-    """A scratch output root, the CPU only (even where CUDA exists) and one torch thread."""
+    """A scratch output root, the CPU only (even where CUDA exists, in subprocesses too) and one torch thread."""
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     before = torch.get_num_threads()
     torch.set_num_threads(1)

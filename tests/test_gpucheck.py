@@ -18,15 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    """A scratch root, the CPU (even on a GPU host), and the torch threads given back afterwards."""
-    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(threads)
+def scratch(cpu_root):
+    """A scratch root on the CPU (tests/conftest.py)."""
+    return cpu_root
 
 
 def test_dry_run_benchmarks_trains_every_check_run_and_packs_what_the_repository_commits(scratch, capsys):

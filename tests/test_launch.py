@@ -17,14 +17,9 @@ def micro(variant="basic", **changes):
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(before)
+def root(cpu_root):
+    """A scratch root on the CPU, one thread per process (tests/conftest.py)."""
+    return cpu_root
 
 
 def test_spread_trains_each_run_once_in_the_workers_with_the_in_process_results(root, monkeypatch, capsys):
