@@ -2,7 +2,6 @@
 
 import pandas as pd
 import pytest
-import torch
 
 from common import launch, paths, recipes
 from common.config import Execution
