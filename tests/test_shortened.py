@@ -1,9 +1,6 @@
 """--epochs: a full run trained for other epochs than its recipe is marked shortened and kept apart."""
 
-import pandas as pd
 import pytest
-import torch
-from torch import nn
 
 from common import recipes, summary
 from common.experiment import run_experiment

@@ -1,7 +1,5 @@
 """The summary joins fabricated results CSVs with the published numbers."""
 
-import math
-
 import pandas as pd
 import pytest
 

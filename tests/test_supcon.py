@@ -444,7 +444,7 @@ def test_linear_probe_learns_from_cached_features(tmp_path, monkeypatch):
 
 
 def test_stage_two_without_a_pretrained_encoder_says_so(tmp_path, monkeypatch):
-    from common import contrastive, experiment, recipes
+    from common import contrastive, recipes
 
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
     with pytest.raises(contrastive.EncoderMissing, match="run the pretraining"):

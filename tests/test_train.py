@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from common import checkpoints, experiment, models, recipes, train
+from common import checkpoints, experiment, recipes, train
 from common.augment import op
 from common.checkpoints import CheckpointMismatch
 from common.config import RunConfig, config_differences
