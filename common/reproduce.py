@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import distributed, paths
+from .summary import screen_summary
 from .config import PARALLEL_MODES
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the repository's, wherever outputs go
@@ -38,11 +39,25 @@ def notebooks(only=None) -> list:
 
 
 def run_notebook(source: Path, output: Path, parameters: dict) -> None:
-    """Execute one notebook with papermill, its parameters cell overridden by `parameters`."""
+    """Execute one notebook with papermill, its parameters cell overridden by those of `parameters` it declares."""
     import papermill  # the notebooks' extra dependency: the training API works without it
 
-    papermill.execute_notebook(str(source), str(output), parameters=parameters,
-                               cwd=str(source.parent), progress_bar=False, kernel_name="python3")
+    declared = papermill.inspect_notebook(str(source))  # the summary has no training switches: pass it none
+    parameters = {name: value for name, value in parameters.items() if name in declared}
+    papermill.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(source.parent),
+                               progress_bar=False, kernel_name="python3",
+                               # the kernel's own log (e.g. ipykernel's TCP transport warning) is nothing a user acts on
+                               extra_arguments=["--log-level=ERROR"])
+
+
+def failure_line(err: Exception) -> str:
+    """A failed notebook in one line: the cell (by its number among the notebook's cells) and the error."""
+    if hasattr(err, "ename"):  # papermill's execution error names the failing cell
+        count = f", In [{err.exec_count}]" if getattr(err, "exec_count", None) else ""
+        value = str(err.evalue).strip().splitlines()
+        return f"cell {err.cell_index + 1}{count}: {err.ename}: {value[0] if value else ''}".rstrip(": ")
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
 
 
 def positive_epochs(text: str) -> int:
@@ -121,32 +136,44 @@ def main(argv=None) -> int:
                   "PARALLEL": args.parallel, "GPUS": args.gpus or 0, "ALLOW_CPU": allow_cpu}
     if args.epochs is not None:
         parameters["EPOCHS"] = args.epochs
-    failed = _run_all(selected, out_dir, parameters, args.profile)
+    started = time.time()
+    failed = _run_all(selected, out_dir, parameters)
+    print(f"{len(selected) - len(failed)} of {len(selected)} notebooks ran in {_minutes(time.time() - started)}.")
     summary = paths.results_dir(args.profile) / "summary.md"
-    where = f"; summary: {summary}" if summary.exists() else " (the summary notebook, 08, writes the summary)"
-    print(f"\n{len(selected) - len(failed)} of {len(selected)} notebooks ran{where}")
+    if summary.exists():
+        print("\n" + screen_summary(args.profile))
+        if args.profile == "smoke":
+            print("Smoke numbers mean nothing: a few hundred generated images trained for an epoch or two prove "
+                  "that the pipeline runs end to end, not how well anything learns.")
+        print(f"Summary: {summary}\nExecuted notebooks: {out_dir}")
+    else:
+        print(f"Executed notebooks: {out_dir} (the summary notebook, 08, writes the summary)")
     if failed:
         print("Failed: " + ", ".join(failed) + ". Fix the cause and run the same command again: finished runs "
               "are loaded, interrupted ones resume.")
     return 1 if failed else 0
 
 
-def _run_all(selected: list, out_dir: Path, parameters: dict, profile: str) -> list:
-    """Run the notebooks in order; the names of those that failed."""
+def _run_all(selected: list, out_dir: Path, parameters: dict) -> list:
+    """Run the notebooks in order, one line each (name, status, time); the names of those that failed."""
     failed = []
+    width = max(len(notebook.stem) for notebook in selected)
     for i, notebook in enumerate(selected, start=1):
         started = time.time()
-        print(f"[{i}/{len(selected)}] {notebook.name} ({profile}) ...", flush=True)
+        print(f"[{i}/{len(selected)}] {notebook.stem:<{width}} ", end="", flush=True)
         try:
             run_notebook(notebook, out_dir / notebook.name, parameters)
         except Exception as err:  # papermill raises with the failing cell's error; keep going
-            reason = str(err).strip().splitlines()
             failed.append(notebook.name)
-            print(f"    FAILED after {time.time() - started:.0f} s: {reason[-1] if reason else type(err).__name__}"
-                  f" (executed copy: {out_dir / notebook.name})", flush=True)
+            print(f"FAILED {time.time() - started:4.0f} s  {failure_line(err)} (executed copy: "
+                  f"{out_dir / notebook.name})", flush=True)
             continue
-        print(f"    ok in {time.time() - started:.0f} s", flush=True)
+        print(f"ok     {time.time() - started:4.0f} s", flush=True)
     return failed
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
 
 
 if __name__ == "__main__":

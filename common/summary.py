@@ -288,3 +288,18 @@ def run_histories(results: pd.DataFrame, profile: str) -> dict:
         if path.exists():
             histories[run_id] = read_history(path)
     return histories
+
+
+def screen_summary(profile: str) -> str:
+    """The summary on one screen: per table, each row that has runs (published beside ours), then how many have none."""
+    tables = report_tables(collect_results(profile))
+    lines = [f"Ours beside the report (profile {profile}; test accuracy at the epoch the report tested):"]
+    for name, frame in tables.items():
+        ran = frame[frame["ours (final)"] != NOT_RUN]
+        missing = len(frame) - len(ran)
+        lines.append(f"  {name}" + (f"  ({missing} of {len(frame)} rows not run)" if missing else ""))
+        for _, row in ran.iterrows():
+            ours = row["ours (final)"] if row["compared at"] == "final" else row["ours (best val)"]
+            lines.append(f"    {row['row'][:44]:<44} {row['dataset']:<10} published {row['published']:<13} "
+                         f"ours {ours:<16} {row['trained on']}")
+    return "\n".join(lines)

@@ -9,10 +9,14 @@ import pytest
 from common import reproduce
 
 
-def write_notebook(path, source):
+TRAINING_PARAMETERS = ("PROFILE = 'full'\nCOMPILE = False\nSYNC_BN = False\nPARALLEL = 'off'\nGPUS = 0\n"
+                       "ALLOW_CPU = False\nEPOCHS = None")
+
+
+def write_notebook(path, source, parameters_cell=TRAINING_PARAMETERS):
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell("PROFILE = 'full'", metadata={"tags": ["parameters"]}),
+    notebook.cells = [nbformat.v4.new_code_cell(parameters_cell, metadata={"tags": ["parameters"]}),
                       nbformat.v4.new_code_cell(source)]
     nbformat.write(notebook, path)
 
@@ -45,7 +49,11 @@ def test_a_failing_notebook_is_reported_and_the_next_still_runs(root, capsys):
     code = reproduce.main(["--profile", "smoke"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "01_broken.ipynb" in out and "FAILED" in out and "no such data set" in out
+    failure = [line for line in out.splitlines() if "01_broken" in line and "FAILED" in line]
+    # one line: the cell as the executed copy numbers it (papermill injects a parameters cell) and its error
+    assert len(failure) == 1 and "ValueError: no such data set" in failure[0], out
+    assert "cell 3" in failure[0] and str(root / "runs" / "smoke" / "01_broken.ipynb") in failure[0]
+    assert "02_fine" in out and "ok" in out.split("02_fine")[1].splitlines()[0]
     assert marker.read_text() == "smoke"  # ran, with the profile passed as a papermill parameter
     assert (root / "runs" / "smoke" / "02_fine.ipynb").exists()  # executed copies stay out of notebooks/
 
@@ -139,3 +147,29 @@ def test_parallel_on_fewer_than_two_gpus_says_it_trains_in_one_process(root, mon
     with pytest.raises(SystemExit):
         reproduce.main(["--profile", "smoke", "--parallel", "spread", "--gpus", "two"])
     assert "not a number of GPUs" in capsys.readouterr().err
+
+
+def test_the_job_ends_with_the_summary_on_screen_and_says_smoke_numbers_mean_nothing(root, capsys):
+    results = root / "smoke" / "results"
+    write_notebook(root / "notebooks" / "08_summary.ipynb",
+                   f"import pathlib; pathlib.Path({str(results)!r}).mkdir(parents=True); "
+                   f"pathlib.Path({str(results / 'summary.md')!r}).write_text('# summary')")
+    assert reproduce.main(["--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 notebooks ran in" in out
+    assert "Level E" in out and "not run" in out  # the tables, from the (empty) smoke results
+    assert "mean nothing" in out and str(results / "summary.md") in out and str(root / "runs" / "smoke") in out
+
+
+def test_a_notebook_gets_only_the_parameters_it_declares(root, caplog):
+    write_notebook(root / "notebooks" / "08_summary.ipynb", "assert PROFILE == 'smoke'", "PROFILE = 'full'")
+    assert reproduce.main(["--profile", "smoke", "--compile"]) == 0
+    assert "unknown parameter" not in caplog.text
+
+
+def test_every_notebook_that_trains_declares_every_switch_of_the_command():
+    import papermill
+    switches = {"PROFILE", "COMPILE", "SYNC_BN", "PARALLEL", "GPUS", "ALLOW_CPU", "EPOCHS"}
+    for notebook in reproduce.notebooks():
+        if "run_experiment" in notebook.read_text():
+            assert switches <= set(papermill.inspect_notebook(str(notebook))), notebook.name
