@@ -1,4 +1,5 @@
-"""A run's checkpoint folder: last.pt (to resume), prev.pt (the epoch before), best.pt (best-validation weights).
+"""A run's checkpoint folder: last.pt (to resume), prev.pt (the checkpoint before), best.pt (best-validation
+weights) and, while a run trains, best-prev.pt (the best weights before, until last.pt names the new ones).
 
 Every write goes to a temporary file renamed into place, so a crash never leaves half a checkpoint, and every
 read names the file it could not read. This is the one place that reads and writes checkpoints.
@@ -6,6 +7,7 @@ read names the file it could not read. This is the one place that reads and writ
 
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -53,6 +55,49 @@ def save(obj: dict, path: Path) -> None:
                   else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'write failed'}")
         raise CheckpointWriteError(f"Cannot write checkpoint {path}: {reason}. Free space (or fix the folder) and run "
                                    "again: the run resumes from its previous checkpoint.") from None
+
+
+class Cadence:
+    """When a run writes its checkpoint: every epoch (share None), or once the training since the last write has
+    taken at least 1/share times that write, so that writing costs at most `share` of the run's time."""
+
+    def __init__(self, share=None, clock=time.perf_counter):
+        self.share, self.clock = share, clock
+        self.since, self.cost = clock(), 0.0  # the first epoch writes, and measures what a write costs
+
+    def due(self, final: bool) -> bool:
+        return self.share is None or final or self.clock() - self.since >= self.cost / self.share
+
+    def written(self, seconds: float) -> None:
+        self.cost, self.since = seconds, self.clock()
+
+
+def save_epoch(folder: Path, state: dict, best: dict = None) -> None:
+    """A checkpoint: the new best weights first (if they changed), then last.pt. The files they replace stay as
+    best-prev.pt and prev.pt, so a crash at any point leaves a last.pt or prev.pt whose best epoch is on disk."""
+    if best is not None:
+        if (folder / "best.pt").exists():
+            os.replace(folder / "best.pt", folder / "best-prev.pt")
+        save(best, folder / "best.pt")
+    if (folder / "last.pt").exists():
+        os.replace(folder / "last.pt", folder / "prev.pt")
+    save(state, folder / "last.pt")
+
+
+def finish(folder: Path) -> None:
+    """A finished run resumes from nothing: keep only last.pt and best.pt."""
+    for name in ("prev.pt", "best-prev.pt"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def best_weights(folder: Path, epoch: int, device):
+    """The saved best weights of `epoch` (best.pt, else best-prev.pt), or None; an unreadable file is set aside."""
+    for name in ("best.pt", "best-prev.pt"):
+        if (folder / name).exists():
+            saved = read_or_set_aside(folder / name, device)
+            if saved is not None and saved["epoch"] == epoch:
+                return saved
+    return None
 
 
 def remove_stale_temp_files(folder: Path) -> None:

@@ -149,8 +149,13 @@ class Execution:
     sync_bn: bool = False  # data parallel: BatchNorm statistics over every process's share (GPUs only)
     parallel: str = "off"  # off | ddp (each run over every GPU, torchrun) | spread (a notebook's runs, one per GPU)
     gpus: int = 0  # processes of a parallel launch; 0: every visible GPU
+    # the most of a run's time its checkpoints may take; None: every epoch on a CPU (exact resume), 2 % on a GPU
+    checkpoint_share: float = None
 
     def __post_init__(self):
+        if self.checkpoint_share is not None and not 0 < self.checkpoint_share < 1:
+            raise ValueError(f"checkpoint_share={self.checkpoint_share!r}: give a fraction of the run's time between "
+                             "0 and 1 (e.g. 0.02), or None to checkpoint every epoch on a CPU and 2 % on a GPU.")
         if self.parallel not in PARALLEL_MODES:
             raise ValueError(f"parallel={self.parallel!r} is not a way to run: use one of {', '.join(PARALLEL_MODES)}.")
         if not isinstance(self.gpus, int) or self.gpus < 0:

@@ -173,7 +173,8 @@ class Clock:
 
 
 class EpochWatch:
-    """After each new checkpoint of a run: whether its next epoch would end past the deadline."""
+    """After each new checkpoint of a run: whether the next one would land past the deadline (on a GPU a run
+    checkpoints every few epochs, so the time between two checkpoints is what must still fit)."""
 
     def __init__(self, checkpoint: Path, deadline: float, epochs: int, done: int = 0):
         self.checkpoint, self.deadline, self.epochs, self.epoch = checkpoint, deadline, epochs, done
@@ -186,23 +187,30 @@ class EpochWatch:
             return None
 
     def poll(self, now: float) -> bool:
-        """True once a checkpoint has just landed and another epoch of the last one's length would not fit."""
+        """True once a checkpoint has just landed and another stretch of the last one's length would not fit."""
         mtime = self._mtime()
         if mtime is None or mtime == self.mtime:
             return False
-        seconds, self.since, self.mtime, self.epoch = now - self.since, now, mtime, self.epoch + 1
+        epoch = _epoch_of(self.checkpoint)
+        if epoch is None:  # being replaced right now: look again at the next poll
+            return False
+        seconds, self.since, self.mtime, self.epoch = now - self.since, now, mtime, epoch
         return self.epoch < self.epochs and now + EPOCH_MARGIN * seconds > self.deadline
+
+
+def _epoch_of(path: Path):
+    """The epochs a checkpoint holds, or None if it cannot be read (missing, or being replaced)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+    except Exception:  # noqa: BLE001  missing or unreadable: fit() sets it aside and starts before it
+        return None
 
 
 def checkpoint_epoch(cfg) -> int:
     """The epochs a run's checkpoint holds (0 without one): an interrupted run resumes after them."""
     folder = paths.checkpoints_dir(cfg.profile) / cfg.run_id
-    for name in ("last.pt", "prev.pt"):
-        try:
-            return int(torch.load(folder / name, map_location="cpu", weights_only=False, mmap=True)["epoch"])
-        except Exception:  # noqa: BLE001  missing or unreadable: fit() sets it aside and starts before it
-            continue
-    return 0
+    epochs = (_epoch_of(folder / name) for name in ("last.pt", "prev.pt"))
+    return next((epoch for epoch in epochs if epoch is not None), 0)
 
 
 def recorded(cfg, notebook: str):

@@ -7,7 +7,6 @@ object; _Trainer holds the optimiser, schedule and scaler around it.
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +122,7 @@ def evaluate(model: nn.Module, loader, amp_dtype=None):
 
 def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None, *, progress: bool = True,
         execution: Execution = None, stop_after: int = None, record_steps: bool = False) -> FitResult:
-    """Train `model` as `cfg` says; checkpoint every epoch in `checkpoint_dir` and resume from it.
+    """Train `model` as `cfg` says; checkpoint in `checkpoint_dir` (every epoch on a CPU) and resume from it.
 
     With cfg.monitor_test the test loader adds test metrics to every epoch's history (curves only: the best
     epoch is chosen on validation). `execution` sets torch.compile and, under torchrun, synchronised BatchNorm
@@ -142,6 +141,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
 
     # 1. resume: the newest readable checkpoint of this very config, and the best epoch's weights
     run = _resume(trainer, cfg, folder, selects, device)
+    cadence = checkpoints.Cadence(_checkpoint_share(execution, device))
     last_epoch = min(cfg.epochs, stop_after or cfg.epochs)
     steps = len(loaders.train)
     bar = progress_bar(total=cfg.epochs * steps, initial=run.epoch * steps, desc=cfg.run_id,
@@ -165,27 +165,39 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
             run.best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
         if improved:
             run.best_state = _copy(model.state_dict())
-        saving = time.perf_counter()
-        if folder is not None and main:
-            if improved:
-                checkpoints.save({"model": run.best_state, "epoch": epoch}, folder / "best.pt")
-            if (folder / "last.pt").exists():  # the previous epoch stays as prev.pt, should last.pt be unreadable
-                os.replace(folder / "last.pt", folder / "prev.pt")
-            checkpoints.save({**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
-                              "epoch": epoch, "history": run.history, "best": run.best, "wall_seconds": run.wall},
-                             folder / "last.pt")
-        # what checkpointing costs, beside the epoch's seconds (the epoch's own row in last.pt predates it)
-        row["checkpoint_seconds"] = time.perf_counter() - saving if folder is not None and main else math.nan
+        row["checkpoint_seconds"] = math.nan if folder is None or not main else 0.0
+        if folder is not None and main and cadence.due(final=epoch == last_epoch):
+            saving = time.perf_counter()
+            # best.pt is written only with the last.pt that names its epoch, so the two always agree on disk
+            new_best = selects and run.best_state is not None and run.best["epoch"] != run.best_on_disk
+            checkpoints.save_epoch(folder, {**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
+                                            "epoch": epoch, "history": run.history, "best": run.best,
+                                            "wall_seconds": run.wall},
+                                   {"model": run.best_state, "epoch": run.best["epoch"]} if new_best else None)
+            run.best_on_disk = run.best["epoch"]
+            # what checkpointing costs, beside the epoch's seconds (the epoch's own row in last.pt predates it)
+            row["checkpoint_seconds"] = time.perf_counter() - saving
+            cadence.written(row["checkpoint_seconds"])
         bar.set_postfix_str(_epoch_line(row), refresh=False)
         if progress and main:
             bar.write(f"epoch {epoch}/{cfg.epochs} " + _epoch_line(row))
     bar.close()
     if folder is not None and main and len(run.history) == cfg.epochs:
-        (folder / "prev.pt").unlink(missing_ok=True)  # a finished run resumes from nothing: keep only last and best
+        checkpoints.finish(folder)
     if not selects or run.best_state is None:
         run.best_state = _copy(model.state_dict())
         run.best["epoch"] = run.best["epoch"] or len(run.history)
     return FitResult(run.history, run.best["epoch"], run.best_state, run.wall, trainer.steps if record_steps else None)
+
+
+GPU_CHECKPOINT_SHARE = 0.02  # a GPU epoch takes seconds: checkpointing each one would cost several per cent
+
+
+def _checkpoint_share(execution, device: torch.device):
+    """The most of the run's time checkpoints may take: the execution's choice, else every epoch on a CPU."""
+    if execution is not None and execution.checkpoint_share is not None:
+        return execution.checkpoint_share
+    return GPU_CHECKPOINT_SHARE if device.type == "cuda" else None
 
 
 def _prepare(device: torch.device, train_loader) -> None:
@@ -212,6 +224,7 @@ class _RunState:
     wall: float = 0.0
     best: dict = None
     best_state: dict = None
+    best_on_disk: int = 0  # the epoch whose weights best.pt holds
 
     def __post_init__(self):
         self.history = [] if self.history is None else self.history
@@ -227,22 +240,22 @@ def _resume(trainer, cfg: RunConfig, folder, selects: bool, device) -> _RunState
         if distributed.is_main():
             checkpoints.remove_stale_temp_files(folder)
         state, path = checkpoints.newest_readable(folder, device)
-        best_path = folder / "best.pt"
-        saved = checkpoints.read_or_set_aside(best_path, device) if selects and state and best_path.exists() else None
+        saved = (checkpoints.best_weights(folder, state["best"]["epoch"], device)
+                 if selects and state and state["best"]["epoch"] else None)
     if state is None:
         return _RunState()
     trainer.restore(checkpoints.check_config(state, cfg, path))
     run = _RunState(state["epoch"], state["history"], state["wall_seconds"], state["best"])
     if selects and run.best["epoch"]:
-        if saved is not None and saved["epoch"] == run.best["epoch"]:
-            run.best_state = saved["model"]
+        if saved is not None:
+            run.best_state, run.best_on_disk = saved["model"], run.best["epoch"]
         elif run.best["epoch"] == run.epoch:  # the best epoch is the one resumed: its weights are the checkpoint's
             run.best_state = _copy(state["model"])
         else:  # choosing another epoch would change the run's recorded result without a word
             raise checkpoints.CheckpointUnreadable(
-                f"The best-validation weights of {cfg.run_id} (epoch {run.best['epoch']}) are lost ({best_path} is "
-                f"unreadable or holds epoch {saved['epoch'] if saved else 'none'}): train the run again with "
-                f"force=True (or delete {folder}); resuming would record another epoch as its best.")
+                f"The best-validation weights of {cfg.run_id} (epoch {run.best['epoch']}) are lost (neither best.pt "
+                f"nor best-prev.pt in {folder} holds them readably): train the run again with force=True (or delete "
+                f"{folder}); resuming would record another epoch as its best.")
     return run
 
 
