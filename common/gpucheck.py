@@ -45,7 +45,7 @@ import torch
 from . import bench, paths, recipes
 from .experiment import load_split, run_experiment
 from .published import published_accuracy
-from .results import recorded_result
+from .results import history_csv, read_history, recorded_result
 
 BUDGET_S = 480
 ARCHIVE_LIMIT = 16 * 2**20  # bytes
@@ -344,6 +344,16 @@ def published(cfg) -> str:
     return "n/a" if math.isnan(value) else f"{value:.4f}"
 
 
+def checkpoint_share(cfg) -> float:
+    """What share of a finished run's time went into writing its checkpoints (NaN without its history)."""
+    try:
+        history = read_history(history_csv(cfg))
+    except OSError:
+        return math.nan
+    writing = history["checkpoint_seconds"].fillna(0).sum()
+    return writing / (history["seconds"].sum() + writing)
+
+
 def summary(speeds: Speeds, outcomes: list, tests: str, clock: Clock, device, sizes: tuple) -> str:
     """One screen: speeds, the runs beside the report, the whole report's projected time."""
     fast = bench.fast_path(device)[1].split(",")[0]
@@ -362,7 +372,8 @@ def summary(speeds: Speeds, outcomes: list, tests: str, clock: Clock, device, si
         if o["status"] in ("finished", "recorded"):
             best, final = float(o["row"]["test_acc_best"]), float(o["row"]["test_acc_final"])
             lines.append(f"{name} test acc {best:.4f} (final {final:.4f}), report {published(cfg)}" +
-                         (" (recorded earlier)" if o["status"] == "recorded" else f", {o['seconds']:.0f} s"))
+                         (" (recorded earlier)" if o["status"] == "recorded" else
+                          f", {o['seconds']:.0f} s, checkpoints {100 * checkpoint_share(cfg):.1f} % of it"))
         elif o["status"] == "cut":
             lines.append(f"{name} CUT SHORT after epoch {o['epoch']} of {cfg.epochs}: the next window resumes it")
         elif o["status"] == "waiting":

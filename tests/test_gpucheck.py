@@ -25,6 +25,7 @@ def scratch(cpu_root):
 def test_dry_run_benchmarks_trains_every_check_run_and_packs_what_the_repository_commits(scratch, capsys):
     assert gpucheck.main(["--dry-run"]) == 0
     out = capsys.readouterr().out
+    assert "checkpoints" in out and "% of it" in out  # each finished run says what its checkpoints cost
     [archive] = (scratch / "runs" / "gpucheck").glob("gpucheck-*.tar.gz")
     assert archive.stat().st_size <= gpucheck.ARCHIVE_LIMIT
     with tarfile.open(archive) as tar:
