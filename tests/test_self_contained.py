@@ -144,3 +144,11 @@ def test_set_repo_url_rewrites_a_fork_once(tmp_path):
     assert badges == [f"https://colab.research.google.com/github/someone/a-fork/blob/main/notebooks/{source.name}"]
     assert not tool.update_notebook(path, fork)
     assert path.read_text(encoding="utf-8").endswith("}\n")
+
+
+def test_every_notebook_is_valid_nbformat_with_cell_ids():
+    import nbformat
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        notebook = json.loads(path.read_text())
+        nbformat.validate(notebook)  # raises on a malformed notebook
+        assert all("id" in cell for cell in notebook["cells"]), f"{path.name}: a cell lacks its id"
