@@ -355,6 +355,7 @@ def screen_summary(profile: str) -> str:
         lines.append(f"  {name}" + (f"  ({missing} of {len(frame)} rows not run)" if missing else ""))
         for _, row in ran.iterrows():
             ours = row["ours (final)"] if row["compared at"] == "final" else row["ours (best val)"]
-            lines.append(f"    {row['row'][:44]:<44} {row['dataset']:<10} published {row['published']:<13} "
+            published = "—" if row["published"] == NOT_PUBLISHED else row["published"]
+            lines.append(f"    {row['row'][:44]:<44} {row['dataset']:<10} published {published:<7} "
                          f"ours {ours:<16} {row['trained on']}")
     return "\n".join(lines)
