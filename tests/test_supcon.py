@@ -171,9 +171,9 @@ def test_loss_under_bf16_autocast_is_computed_in_fp32():
         ours = supcon_loss(features, labels)
         naive = supcon_loss_fp32(features, labels)  # the same math with autocast left on: its matmul runs in bf16
     grad, = torch.autograd.grad(ours, features)
-    assert ours.dtype == torch.float32 and float(ours) == pytest.approx(float(fp32), abs=1e-6)
+    assert ours.dtype == torch.float32 and ours.item() == pytest.approx(fp32.item(), abs=1e-6)
     torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-6)
-    assert abs(float(naive) - float(fp32)) > 1e-4
+    assert abs(naive.item() - fp32.item()) > 1e-4
 
 
 # ----------------------------------------------------------------------------- the heads
