@@ -116,6 +116,14 @@ def load(path: Path, device="cpu") -> dict:
             "delete it to start the run afresh.") from None
 
 
+def saved_epoch(path: Path):
+    """The epochs a checkpoint holds, or None if it cannot be read (missing, or being replaced); reads no tensors."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+    except Exception:  # noqa: BLE001  missing or unreadable: fit() sets it aside and starts before it
+        return None
+
+
 def read_or_set_aside(path: Path, device):
     """A checkpoint's contents, or None if it is unreadable: then it is named, renamed *.corrupt and skipped."""
     try:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from . import bench, paths, recipes
+from . import bench, checkpoints, paths, recipes
 from .experiment import load_split, run_experiment
 from .published import published_accuracy
 from .results import history_csv, read_history, recorded_result
@@ -191,25 +191,17 @@ class EpochWatch:
         mtime = self._mtime()
         if mtime is None or mtime == self.mtime:
             return False
-        epoch = _epoch_of(self.checkpoint)
+        epoch = checkpoints.saved_epoch(self.checkpoint)
         if epoch is None:  # being replaced right now: look again at the next poll
             return False
         seconds, self.since, self.mtime, self.epoch = now - self.since, now, mtime, epoch
         return self.epoch < self.epochs and now + EPOCH_MARGIN * seconds > self.deadline
 
 
-def _epoch_of(path: Path):
-    """The epochs a checkpoint holds, or None if it cannot be read (missing, or being replaced)."""
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
-    except Exception:  # noqa: BLE001  missing or unreadable: fit() sets it aside and starts before it
-        return None
-
-
 def checkpoint_epoch(cfg) -> int:
     """The epochs a run's checkpoint holds (0 without one): an interrupted run resumes after them."""
     folder = paths.checkpoints_dir(cfg.profile) / cfg.run_id
-    epochs = (_epoch_of(folder / name) for name in ("last.pt", "prev.pt"))
+    epochs = (checkpoints.saved_epoch(folder / name) for name in ("last.pt", "prev.pt"))
     return next((epoch for epoch in epochs if epoch is not None), 0)
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from . import distributed, paths
-from .summary import screen_summary
 from .config import PARALLEL_MODES
+from .summary import screen_summary
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the repository's, wherever outputs go
 ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"  # 1: train the full profile on a CPU (read here and in the notebooks' parameters)

@@ -308,17 +308,17 @@ def differences_to_basic(basic_rows: list, rows: list, margin: float) -> pd.Data
     for row in rows:
         twin = AS_RUN_TWIN.get(row["experiment"])
         report_acc, at = _published_for(row, twin)
-        report, ours = report_acc - report_basic, _compared(row, at or "final") - ours_basic
+        ours_acc = _compared(row, at or "final")
+        report, ours = report_acc - report_basic, ours_acc - ours_basic
         if abs(ours) <= margin:
             verdict = "within the seed spread"
         elif math.isnan(report):
             verdict = "not in the report"
         else:
             verdict = "holds" if (ours > 0) == (report > 0) else "reversed"
-        lines.append({"run": row["experiment"], "report's row": (twin or row["experiment"]) if report_acc == report_acc
-                      else "", "report": round(report_acc, 4), "report - basic": round(report, 4),
-                      "ours": round(_compared(row, at or "final"), 4), "ours - basic": round(ours, 4),
-                      "verdict": verdict})
+        lines.append({"run": row["experiment"], "report's row": "" if math.isnan(report_acc) else twin or row["experiment"],
+                      "report": round(report_acc, 4), "report - basic": round(report, 4),
+                      "ours": round(ours_acc, 4), "ours - basic": round(ours, 4), "verdict": verdict})
     return pd.DataFrame(lines).set_index("run")
 
 

@@ -126,14 +126,16 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
 
     With cfg.monitor_test the test loader adds test metrics to every epoch's history (curves only: the best
     epoch is chosen on validation). `execution` sets torch.compile and, under torchrun, synchronised BatchNorm
-    (every process trains its share of each batch; only the main one writes). `stop_after` ends the run after
+    (every process trains its share of each batch; only the main one writes) and how much of the run's time
+    checkpoints may take (on a GPU 2 % unless it says otherwise). `stop_after` ends the run after
     that epoch of its configured schedule (as an interruption would; the next call resumes it), and
     `record_steps` keeps every step's lr and loss, for diagnostics.
     """
     device = next(model.parameters()).device
+    execution = execution or Execution()
     _prepare(device, loaders.train)
     amp_dtype = autocast_dtype(cfg, device)
-    trainer = _Trainer(model, cfg, len(loaders.train), amp_dtype, execution or Execution())
+    trainer = _Trainer(model, cfg, len(loaders.train), amp_dtype, execution)
     main = distributed.is_main()
     # validation scores classes; a contrastive pretraining run has none, so its final epoch is kept
     selects = loaders.val is not None and len(loaders.val.y) > 0 and cfg.loss == "cross_entropy"
@@ -193,9 +195,9 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
 GPU_CHECKPOINT_SHARE = 0.02  # a GPU epoch takes seconds: checkpointing each one would cost several per cent
 
 
-def _checkpoint_share(execution, device: torch.device):
+def _checkpoint_share(execution: Execution, device: torch.device):
     """The most of the run's time checkpoints may take: the execution's choice, else every epoch on a CPU."""
-    if execution is not None and execution.checkpoint_share is not None:
+    if execution.checkpoint_share is not None:
         return execution.checkpoint_share
     return GPU_CHECKPOINT_SHARE if device.type == "cuda" else None
 
