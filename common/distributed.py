@@ -6,6 +6,7 @@ GPU. Everything here is a no-op in a plain single process, so the same code runs
 """
 
 import contextlib
+import gc
 import os
 
 import torch
@@ -125,5 +126,8 @@ def wrap(model: torch.nn.Module, sync_bn: bool = False) -> torch.nn.Module:
 def shutdown() -> None:
     """Leave the process group once every process is done with it (one tearing it down early aborts another)."""
     if dist.is_available() and dist.is_initialized():
+        # a DDP wrapper left in a reference cycle (e.g. a run resumed in the same process) holds the group's work
+        # objects: freed only at interpreter exit, after the group, they abort the process (gloo's threads)
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
