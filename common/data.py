@@ -22,7 +22,7 @@ IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz
 IMAGENETTE_CLASSES = {  # WordNet id -> readable name, in the sorted-id order that gives the labels
     "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
     "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
-    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball", "n03888605": "parachute"}
+    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball", "n03888257": "parachute"}
 
 
 class DataUnavailable(RuntimeError):
@@ -77,8 +77,11 @@ def load_images(source: str, data_dir=None, num_classes: int = 10, image_size: i
             raise DataUnavailable(f"The images in {folder} are not those of {source} (they changed since the run "
                                   "was configured): configure the run again from the folder as it is now.")
         folder = Path(folder or named).expanduser().resolve()
-        return cached(data_dir / "cache" / f"imagefolder-{identity}-{image_size}.pt",
-                      lambda: _decode_folder(folder, image_size))
+        images = cached(data_dir / "cache" / f"imagefolder-{identity}-{image_size}.pt",
+                        lambda: _decode_folder(folder, image_size))
+        if set(images.classes) <= set(IMAGENETTE_CLASSES):  # an ImageNette copy: readable names for its WordNet ids
+            images.classes = [IMAGENETTE_CLASSES[wnid] for wnid in images.classes]
+        return images
     raise ValueError(f"Unknown data source {source!r}: use cifar10, cifar100, imagenette, "
                      "imagefolder:PATH or synthetic.")
 
@@ -193,7 +196,8 @@ def folder_identity(folder) -> str:
 
 
 # image folders known by their digest, for tables that say what a row was trained on
-KNOWN_FOLDERS = {"27d093021b": "CIFAR-10, JPEG copy"}  # the public JPEG export of CIFAR-10 (see README)
+KNOWN_FOLDERS = {"27d093021b": "CIFAR-10, JPEG copy",  # the public JPEG export of CIFAR-10 (see README)
+                 "c3ab815d95": "ImageNette, 224 px copy"}  # imagenette2 centre-cropped to 224 x 224 (see README)
 
 
 def describe_source(source: str) -> str:

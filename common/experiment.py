@@ -1,4 +1,5 @@
-"""run_experiment(): data -> network -> fit -> test -> a recorded run (results row, history CSV, curves PNG).
+"""run_experiment(): data -> network -> fit -> test -> a recorded run (results row, history CSV, curves PNG,
+test predictions).
 
 run_experiments() does it for a notebook's named runs, handing them to other processes when the execution
 asks for several GPUs (common.launch), then loading what they recorded.
@@ -15,7 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from . import checkpoints, data, distributed, launch, results, viz
+from . import checkpoints, data, distributed, launch, predictions, results, viz
 from .augment import build_augment
 from .config import Execution, RunConfig
 from .coteaching import CoTeachingPair
@@ -178,11 +179,13 @@ def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force
 
     amp_dtype = autocast_dtype(cfg, device)
     contrastive = cfg.loss != "cross_entropy"
-    test_loss_final, test_acc_final = (math.nan, math.nan) if contrastive else evaluate(model, loaders.test, amp_dtype)
-    test_loss_best, test_acc_best = test_loss_final, test_acc_final
-    if outcome.best_epoch != len(outcome.history):  # the best-validation epoch is another one: test its weights
-        model.load_state_dict(outcome.best_state)
-        test_loss_best, test_acc_best = evaluate(model, loaders.test, amp_dtype)
+    final = best = (math.nan, math.nan, None, None)  # test loss, accuracy, predicted classes and probabilities
+    if not contrastive:
+        final = best = evaluate(model, loaders.test, amp_dtype, keep_predictions=True)
+        if outcome.best_epoch != len(outcome.history):  # the best-validation epoch is another one: test its weights
+            model.load_state_dict(outcome.best_state)
+            best = evaluate(model, loaders.test, amp_dtype, keep_predictions=True)
+    (test_loss_final, test_acc_final, *_), (test_loss_best, test_acc_best, *_) = final, best
     row = results.make_row(
         cfg, notebook, device, precision_name(amp_dtype), commit,
         best_epoch=outcome.best_epoch, val_acc_best=outcome.history[outcome.best_epoch - 1]["val_acc"],
@@ -196,6 +199,9 @@ def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force
         fig = viz.plot_history(pd.DataFrame(outcome.history), title=cfg.run_id)
         results.save_figure(fig, results.figure_png(cfg))
         plt.close(fig)  # saved, not shown: the notebook draws its own
+        if not contrastive:  # before the row, which marks the run finished
+            predictions.write_predictions(predictions.predictions_path(cfg), split.test_y, best[2:], final[2:],
+                                          split.classes)
         results.upsert_result(results.results_csv(cfg, notebook), row)
     distributed.barrier()  # no process reads the results before they are written
     return RunResult(row, pd.DataFrame(outcome.history), loaded=False)

@@ -45,6 +45,8 @@ LEVEL_E_VARIANTS = {
     "cosine_restarts_as_run": dict(lr=1e-3, schedule={**COSINE_RESTARTS, "stepped_every": "batch"}),
     "strided": dict(model_options={"downsample": "stride"}),
     "gap": dict(model_options={"head": "gap"}),
+    # the report's first finding (its section 3): without batch normalisation the blocks stayed at chance
+    "no_bn": dict(model_options={"batchnorm": False}),
     # what the report's text describes: every exploration at once
     "combined": dict(label_smoothing=0.1, augment=CUTOUT_AUGMENT, lr=1e-3, schedule=COSINE_RESTARTS,
                      model_options={"downsample": "stride", "head": "gap"}),

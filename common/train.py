@@ -19,6 +19,7 @@ from . import checkpoints, distributed
 from .config import Execution, RunConfig
 from .coteaching import coteaching_step, forget_rate
 from .denormals import check_flush_denormal
+from .predictions import predicted
 from .progress import progress_bar
 from .schedules import build_schedule
 from .seeds import derive_seed
@@ -99,25 +100,30 @@ def _autocast(device, dtype):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, amp_dtype=None):
+def evaluate(model: nn.Module, loader, amp_dtype=None, keep_predictions: bool = False):
     """Mean plain cross-entropy (no label smoothing, whatever the run trains with) and accuracy of `model`
-    over `loader`, in eval mode without augmentation."""
+    over `loader`, in eval mode without augmentation; with keep_predictions also every image's most probable
+    class and its softmax probability (CPU tensors, in the loader's order)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    count = 0
+    count, kept = 0, []
     for images, labels, *_ in loader:
         with _autocast(device, amp_dtype):
             logits = model(images)
         loss_sum += nn.functional.cross_entropy(logits.float(), labels) * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         count += len(labels)
+        if keep_predictions:
+            kept.append(predicted(logits))
     model.train(was_training)
-    if count == 0:
-        return float("nan"), float("nan")
-    return loss_sum.item() / count, correct.item() / count
+    loss, acc = (float("nan"), float("nan")) if count == 0 else (loss_sum.item() / count, correct.item() / count)
+    if not keep_predictions:
+        return loss, acc
+    classes, probs = (torch.cat(part).cpu() for part in zip(*kept)) if kept else (torch.empty(0), torch.empty(0))
+    return loss, acc, classes, probs
 
 
 def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None, *, progress: bool = True,
