@@ -3,10 +3,11 @@
 import os
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from common import reproduce
+
+nbformat = pytest.importorskip("nbformat", reason="the notebook tools (pip install -e .[notebooks]) are not installed")
 
 
 TRAINING_PARAMETERS = ("PROFILE = 'full'\nCOMPILE = False\nSYNC_BN = False\nPARALLEL = 'off'\nGPUS = 0\n"
@@ -168,7 +169,7 @@ def test_a_notebook_gets_only_the_parameters_it_declares(root, caplog):
 
 
 def test_every_notebook_that_trains_declares_every_switch_of_the_command():
-    import papermill
+    papermill = pytest.importorskip("papermill")
     switches = {"PROFILE", "COMPILE", "SYNC_BN", "PARALLEL", "GPUS", "ALLOW_CPU", "EPOCHS"}
     for notebook in reproduce.notebooks():
         if "run_experiment" in notebook.read_text():
