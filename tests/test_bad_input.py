@@ -1,11 +1,13 @@
 """Bad input and failing disks: one sentence naming the problem and the fix, and nothing written is damaged."""
 
+import json
 import stat
+from pathlib import Path
 
 import pytest
 import torch
 
-from common import checkpoints, data, reproduce, results
+from common import checkpoints, data, notebook, reproduce, results
 from helpers import micro
 
 
@@ -111,3 +113,22 @@ def test_a_results_file_this_repository_did_not_write_is_named_and_left_alone(tm
     with pytest.raises(results.ResultsReadError, match="01_basic_vgg.csv .*nothing was changed"):
         results.upsert_result(path, {"run_id": "r", "config_hash": "h"})
     assert path.read_text() == content
+
+
+@pytest.mark.parametrize("epochs, seed, named", [(2.5, 0, "EPOCHS = 2.5"), (0, 0, "EPOCHS = 0"), ("3", 0, "EPOCHS = '3'"),
+                                                  (None, "abc", "SEED = 'abc'"), (None, -1, "SEED = -1"),
+                                                  (None, 1.0, "SEED = 1.0")])
+def test_notebook_parameters_no_run_could_use_are_refused_in_one_sentence(epochs, seed, named):
+    with pytest.raises(ValueError) as err:
+        notebook.setup("smoke", epochs=epochs, seed=seed)
+    assert str(err.value).startswith(named) and "\n" not in str(err.value)
+    notebook.setup("smoke", epochs=3, seed=42)  # what the command passes goes through
+
+
+def test_every_notebook_with_epochs_and_seed_passes_them_to_setup():
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        lines = [line for cell in json.loads(path.read_text())["cells"] for line in "".join(cell["source"]).splitlines()]
+        declared = {line.split("=")[0].strip() for line in lines} & {"EPOCHS", "SEED"}
+        call = [line for line in lines if "setup(PROFILE" in line]
+        assert len(call) == 1, path.name
+        assert all(f"{name.lower()}={name}" in call[0] for name in declared), (path.name, call[0])
