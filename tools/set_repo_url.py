@@ -1,6 +1,6 @@
-"""Point every notebook's Colab badge and REPO_URL at pyproject.toml's [project.urls] Repository (idempotent).
+"""Point every notebook's Colab badge and REPO_URL, and CITATION.cff, at pyproject.toml's Repository (idempotent).
 
-    python tools/set_repo_url.py           # rewrite the notebooks that disagree
+    python tools/set_repo_url.py           # rewrite the files that disagree
     python tools/set_repo_url.py --check   # only report them; exit status 1 if any
 """
 
@@ -15,6 +15,7 @@ GITHUB = re.compile(r"^https://github\.com/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+?)
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/(?P<branch>[^/\s)]+)"
                    r"/notebooks/[^\s)]+?\.ipynb")
 REPO_LINE = re.compile(r"^(?P<head>\s*REPO_URL\s*=\s*)(?P<quote>[\"'])(?P<value>.*?)(?P=quote)", re.MULTILINE)
+CITATION_LINE = re.compile(r"^(?P<head>repository-code:\s*)(?P<value>\S+)[ \t]*$", re.MULTILINE)
 
 
 def repo_url(root: Path = ROOT) -> str:
@@ -78,18 +79,29 @@ def update_notebook(path: Path, url: str, write: bool = True) -> bool:
     return changed
 
 
+def update_citation(path: Path, url: str, write: bool = True) -> bool:
+    """Set CITATION.cff's repository-code to `url`; True if it differed."""
+    text = path.read_text(encoding="utf-8")
+    new = CITATION_LINE.sub(lambda m: f'{m["head"]}"{url}"', text)
+    if new != text and write:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main(argv=None) -> int:
-    """Rewrite (or with --check only list) the notebooks whose badge or REPO_URL disagree with pyproject.toml."""
+    """Rewrite (or with --check only list) the notebooks and CITATION.cff where they disagree with pyproject.toml."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook disagrees")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file disagrees")
     args = parser.parse_args(argv)
     url = repo_url()
     changed = [path for path in sorted((ROOT / "notebooks").glob("*.ipynb"))
                if update_notebook(path, url, write=not args.check)]
+    if (ROOT / "CITATION.cff").exists() and update_citation(ROOT / "CITATION.cff", url, write=not args.check):
+        changed.append(ROOT / "CITATION.cff")
     for path in changed:
         print(f"{'differs' if args.check else 'updated'}: {path.relative_to(ROOT)}")
     if not changed:
-        print(f"every notebook already points at {url}")
+        print(f"every notebook and CITATION.cff already point at {url}")
     return 1 if args.check and changed else 0
 
 
