@@ -1,6 +1,7 @@
 """Run records on disk: the results CSV row, the per-epoch history CSV and the curves PNG, and where they are."""
 
 import contextlib
+import csv
 import fcntl
 import os
 import subprocess
@@ -117,6 +118,7 @@ def read_results(path: Path) -> pd.DataFrame:
         return pd.DataFrame(columns=RESULT_FIELDS)
     try:
         frame = pd.read_csv(path, dtype={field: str for field in TEXT_FIELDS})
+        uneven = _uneven_row(path)
     except Exception as err:  # pandas raises several kinds for a file that is not a CSV
         raise ResultsReadError(f"{path} is not a results CSV ({type(err).__name__}: {str(err).splitlines()[0]}): "
                                "move it away or repair it; nothing was changed.") from None
@@ -124,8 +126,24 @@ def read_results(path: Path) -> pd.DataFrame:
         raise ResultsReadError(f"{path} does not hold this repository's results columns (it has "
                                f"{', '.join(map(str, frame.columns[:6]))}, ...): move it away or repair it; nothing "
                                "was changed.")
+    if uneven:  # pandas fills a short row with NaN and reads longer ones as an index: columns would shift
+        line, fields = uneven
+        raise ResultsReadError(f"{path}, line {line}, has {fields} fields where the header has {len(RESULT_FIELDS)} "
+                               "(a row of another version of this repository?): move that row away or repair it; "
+                               "nothing was changed.")
     frame["shortened"] = shortened_flags(frame["shortened"])
     return frame
+
+
+def _uneven_row(path: Path):
+    """(line, fields) of the first row with another number of fields than the header, or None."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        width = len(next(reader, []))
+        for record in reader:
+            if record and len(record) != width:  # a blank line is no row: pandas skips it too
+                return reader.line_num, len(record)
+    return None
 
 
 def shortened_flags(values) -> pd.Series:

@@ -74,6 +74,23 @@ def _upsert_many(path, worker, count, start):
         upsert_result(path, row(f"w{worker}-r{i}", acc=worker + i / 10))
 
 
+@pytest.mark.parametrize("drop", [1, 2, -1])  # the previous 25-field schema, a 24-field row; and one field too many
+def test_a_row_of_another_schema_is_refused_naming_the_file_and_line_and_nothing_changes(tmp_path, drop):
+    path = tmp_path / "01_basic_vgg.csv"
+    upsert_result(path, row("a"))  # one row: pandas would read a longer one as an index, silently
+    lines = path.read_text().splitlines(keepends=True)
+    fields = lines[1].rstrip("\n").split(",")
+    lines[1] = ",".join(fields[:-drop] if drop > 0 else fields + ["extra"]) + "\n"
+    path.write_text("".join(lines))
+    before = path.read_bytes()
+    with pytest.raises(results.ResultsReadError, match=r"01_basic_vgg\.csv, line 2, has \d+ fields where the header "
+                                                       rf"has {len(RESULT_FIELDS)}.*nothing was changed"):
+        upsert_result(path, row("c"))
+    assert path.read_bytes() == before
+    with pytest.raises(results.ResultsReadError, match="line 2"):
+        read_results(path)
+
+
 def test_concurrent_upserts_lose_no_row(tmp_path):
     path = tmp_path / "results" / "nb.csv"
     ctx = multiprocessing.get_context("fork")
