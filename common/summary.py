@@ -9,7 +9,7 @@ import pandas as pd
 from common.data import describe_source
 from common.paths import check_profile, results_dir
 from common.published import AS_RUN_TWIN, FINAL_EPOCH_TABLES, TABLES, published_table
-from common.results import RESULT_FIELDS, atomic_path, read_history, shortened_flags
+from common.results import RESULT_FIELDS, atomic_path, read_history, read_results, shortened_flags
 
 NOT_RUN = "not run"
 NOT_PUBLISHED = "not published"
@@ -24,16 +24,14 @@ SHORTENED_HEADING = "Shortened runs (--epochs; not compared with the report)"
 
 
 def collect_results(profile: str) -> pd.DataFrame:
-    """Every run recorded in the profile's results CSVs, one row per run."""
+    """Every run recorded in the profile's results CSVs, one row per run; a CSV it cannot read is named and refused
+    (skipping it would report its runs as not run)."""
     frames = []
     for path in sorted(results_dir(check_profile(profile)).glob("*.csv")):
         if path.name in SKIPPED_FILES:
             continue
-        try:
-            frame = pd.read_csv(path)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            continue  # an empty or foreign file is not a results CSV
-        if "run_id" in frame.columns and not frame.empty:
+        frame = read_results(path)
+        if not frame.empty:
             frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=RESULT_FIELDS)

@@ -6,7 +6,7 @@ import pytest
 from common import summary
 from common.paths import results_dir
 from common.published import FINAL_EPOCH_TABLES, TABLES, published_table
-from common.results import RESULT_FIELDS
+from common.results import RESULT_FIELDS, ResultsReadError
 
 JPEG = "imagefolder:cifar10-jpeg-27d093021b"  # the JPEG copy of CIFAR-10, by its images' digest
 
@@ -179,15 +179,31 @@ def test_convnext_rows_note_the_texts_120_epochs_against_the_scripts_50(root):
     assert table_row(tables, "Table 1", "SE + ResNet18", "cifar10")["note"] == ""
 
 
-def test_bench_and_foreign_csvs_are_ignored(root):
+def test_bench_csv_is_ignored(root):
     write_rows("full", "01_basic_vgg.csv", [run_row("e_basic", "cifar10", 0, 0.80)])
     write_rows("full", "bench.csv", [run_row("e_gap", "cifar10", 0, 0.99)])
-    pd.DataFrame({"epoch": [1], "val_acc": [0.5]}).to_csv(results_dir("full") / "hist.csv")
     results = summary.collect_results("full")
     assert list(results["run_id"]) == ["e_basic-cifar10-s0"]
     row = table_row(summary.report_tables(results), "Level E", "global average pooling head",
                     "cifar10")
     assert row["ours (best val)"] == "not run"
+
+
+@pytest.mark.parametrize("content", ["epoch,val_acc\n1,0.5\n", "run_id,notebook\n\"unclosed,1\n"])
+def test_a_results_csv_the_summary_cannot_read_is_named_not_reported_as_not_run(root, content):
+    write_rows("full", "01_basic_vgg.csv", [run_row("e_basic", "cifar10", 0, 0.80)])
+    (results_dir("full") / "02_regularization.csv").write_text(content)
+    with pytest.raises(ResultsReadError, match="02_regularization.csv .*nothing was changed"):
+        summary.collect_results("full")
+
+
+def test_a_results_csv_of_the_older_header_is_named_not_a_bare_key_error(root):
+    old = [field for field in RESULT_FIELDS if field != "source"]  # the header before `source` existed
+    path = results_dir("full") / "02_regularization.csv"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame([run_row("e_gap", "cifar10", 0, 0.8)], columns=old).to_csv(path, index=False)
+    with pytest.raises(ResultsReadError, match="02_regularization.csv does not hold this repository's results columns"):
+        summary.write_summary("full")
 
 
 def test_no_results_gives_empty_frame_and_all_not_run(root):
