@@ -1,0 +1,248 @@
+"""The report's claims, each answered from the recorded runs with common.verdicts (docs/findings.md)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import predictions, verdicts
+from .data import describe_source
+from .paths import repo_root
+from .published import AS_RUN_TWIN, published_table
+from .results import atomic_path, shortened_flags
+from .summary import collect_results
+
+BASIC = "e_basic"
+SCHEDULES = ("e_warmup_cosine", "e_step_decay", "e_cosine_restarts")
+# the Level E / Table 4 family, corrected together: every variant against the basic recipe, then the report's
+# orderings of Table 4 (restarts above the other two, the cyclic basic recipe above all three)
+LEVEL_E_VARIANTS = ("e_ls_cutout", "e_warmup_cosine_as_run", "e_step_decay_as_run", "e_cosine_restarts_as_run",
+                    "e_warmup_cosine", "e_step_decay", "e_cosine_restarts", "e_strided", "e_gap", "e_no_bn",
+                    "e_combined_as_run", "e_combined")
+LEVEL_E_ORDERINGS = [("e_cosine_restarts_as_run", "e_warmup_cosine_as_run"),
+                     ("e_cosine_restarts_as_run", "e_step_decay_as_run"),
+                     ("e_cosine_restarts", "e_warmup_cosine"), ("e_cosine_restarts", "e_step_decay")]
+LEVEL_E_ORDERINGS += [(BASIC, f"{name}{suffix}") for suffix in ("_as_run", "") for name in SCHEDULES]
+
+GPU, C100 = "a GPU (hours on a CPU)", "CIFAR-100 (not on this machine) and a GPU"
+# id, the report's line, the claim in our words, and its parts: ("diff", a, b, dataset) compares two
+# experiments, ("value", experiment, dataset) ours against the printed number, ("loss", ...) the printed test
+# loss, ("ece", a, b) calibration from the test predictions, ("needs", what) a claim no run here answers yet,
+# ("code", what) a statement the report's code contradicts
+CLAIMS = [
+    ("C1", 63, "Without batch normalisation the VGG blocks stayed at chance (test accuracy 0.1); BN fixed it.",
+     [("value", "e_no_bn", "cifar10"), ("diff", BASIC, "e_no_bn", "cifar10")]),
+    ("C2", 65, "The network trains with AdamW.", [("code", "the code used Adam with coupled L2 weight decay, not "
+                                                   "AdamW (docs/report-bugs.md, E2)")]),
+    ("C3", 65, "Batch normalisation follows the convolutional and the fully connected layers.",
+     [("code", "the code has no batch normalisation in its head (docs/report-bugs.md)")]),
+    ("C4", 65, "Dropout, weight decay and augmentation improve generalisation.",
+     [("needs", "ablations of the basic recipe without each (not yet run)")]),
+    ("C5", 69, "Label smoothing reduces overconfidence; Cutout improves robustness.",
+     [("ece", "e_ls_cutout", BASIC), ("needs", "a corruption benchmark for robustness (not yet run)")]),
+    ("C6", 113, "The basic recipe reaches 83.92 %.", [("value", BASIC, "cifar10")]),
+    ("C7", 117, "Label smoothing + Cutout reaches 83.10 %.",
+     [("value", "e_ls_cutout", "cifar10"), ("diff", "e_ls_cutout", BASIC, "cifar10")]),
+    ("C8", 237, "Table 4: warm-up + cosine 0.7997, step decay 0.3079, cosine restarts 0.8162.",
+     [("value", f"{name}_as_run", "cifar10") for name in SCHEDULES]),
+    ("C9", 119, "Cosine annealing with restarts is the best of the three schedules.",
+     [("diff", a, b, "cifar10") for a, b in LEVEL_E_ORDERINGS[:4]]),
+    ("C10", 119, "The basic recipe's cyclic learning rate still does best.",
+     [("diff", a, b, "cifar10") for a, b in LEVEL_E_ORDERINGS[4:]]),
+    ("C11", 121, "Strided convolutions instead of max-pooling: 81.58 %, test loss 0.5455.",
+     [("value", "e_strided", "cifar10"), ("loss", "e_strided", "cifar10"), ("diff", "e_strided", BASIC, "cifar10")]),
+    ("C12", 123, "A global-average-pooling head: 84.26 %.",
+     [("value", "e_gap", "cifar10"), ("diff", "e_gap", BASIC, "cifar10")]),
+    ("C13", 125, "All modifications combined: 79.45 %.",
+     [("value", "e_combined_as_run", "cifar10"), ("diff", "e_combined_as_run", BASIC, "cifar10"),
+      ("diff", "e_combined", BASIC, "cifar10")]),
+    ("C14", 139, "Each modification helps on its own; combining them needs tuning.",
+     [("diff", name, BASIC, "cifar10") for name in ("e_ls_cutout", "e_strided", "e_gap")]),
+    ("C15", 133, "ResNet18: 91.92 % on CIFAR-10, 68.89 % on CIFAR-100.",
+     [("value", "a_resnet18", "cifar10"), ("needs", C100)]),
+    ("C16", 145, "ResNet18's training comes close to overfitting.", [("needs", "a criterion the report does not "
+                                                                    "give; the curves are in notebook 03")]),
+    ("C17", 134, "SE blocks improve ResNet18 significantly: 92.03 % / 70.12 %.",
+     [("value", "a_se_resnet18", "cifar10"), ("diff", "a_se_resnet18", "a_resnet18", "cifar10"), ("needs", C100)]),
+    ("C18", 135, "ConvNeXt: 91.59 % / 70.77 %, the best on CIFAR-100.", [("needs", f"{GPU}; {C100}")]),
+    ("C19", 35, "A 3x3 stem instead of 7x7 is what makes the networks work on 32x32 images.",
+     [("needs", "a ResNet18 with the 7x7 stem on CIFAR-10 (not yet run)")]),
+    ("C20", 155, "SupCon pretraining + an MLP classifier: 0.7120 on CIFAR-100, above cross-entropy.", [("needs", C100)]),
+    ("C21", 155, "SupCon's fast early convergence shows concentrated pretrained features.", [("needs", C100)]),
+    ("C22", 159, "Table 2 (ImageNette): 30 % noise lowers accuracy from 0.8400 to 0.7192.",
+     [("value", "noise_clean", "imagenette"), ("value", "noise_sym30_ce", "imagenette"),
+      ("diff", "noise_sym30_ce", "noise_clean", "imagenette")]),
+    ("C23", 159, "Co-teaching recovers much of it: 0.7842 at 30 % noise.",
+     [("value", "noise_sym30_coteach", "imagenette"), ("diff", "noise_sym30_coteach", "noise_sym30_ce", "imagenette")]),
+    ("C24", 165, "Table 2's test losses: 0.9287 / 1.2990 / 0.9818.",
+     [("loss", name, "imagenette") for name in ("noise_clean", "noise_sym30_ce", "noise_sym30_coteach")]),
+    ("C25", 178, "ResNet18 (0.6889) beats the ViT (0.6276) on CIFAR-100.", [("needs", C100)]),
+    ("C26", 178, "The ViT converges much more slowly but reaches a good point.", [("needs", C100)]),
+    ("C27", 178, "The ViT would do better on much larger data.", [("needs", "larger data than the report's")]),
+    ("C28", 190, "Table 3's test losses: 0.6448 / 0.8876.", [("needs", C100)]),
+]
+
+
+def _published(experiment: str, dataset: str) -> tuple:
+    """(accuracy, loss, the epoch it compares at) the report printed (through a run as written, its as-run twin)."""
+    table = published_table()
+    match = table[(table["experiment"] == AS_RUN_TWIN.get(experiment, experiment)) & (table["dataset"] == dataset)]
+    if match.empty:
+        return math.nan, math.nan, "final"
+    row = match.iloc[0]
+    return float(row["acc"]), float(row["loss"]) if pd.notna(row["loss"]) else math.nan, row["compared_at"]
+
+
+def _sides(results: pd.DataFrame, experiments: list, dataset: str) -> tuple:
+    """(source, rows per experiment) on the one source every experiment has, the one with most seeds preferred."""
+    rows = results[(results["dataset"] == dataset) & results["experiment"].isin(experiments)]
+    best, count = None, -1
+    for source, group in rows.groupby("source"):
+        seeds = [group[group["experiment"] == name]["seed"].nunique() for name in experiments]
+        if min(seeds) > count:
+            best, count = source, min(seeds)
+    if best is None or count == 0:
+        return None, {name: rows.iloc[0:0] for name in experiments}
+    return best, {name: rows[(rows["source"] == best) & (rows["experiment"] == name)] for name in experiments}
+
+
+def _metric(rows: pd.DataFrame, experiment: str, dataset: str, kind: str = "acc") -> np.ndarray:
+    """Each seed's test accuracy (or loss) at the epoch the report tested."""
+    at = "best" if _published(experiment, dataset)[2] == "best val" else "final"
+    return pd.to_numeric(rows.sort_values("seed")[f"test_{kind}_{at}"]).to_numpy(dtype=float)
+
+
+def _paired(rows_a: pd.DataFrame, rows_b: pd.DataFrame, experiment: str, dataset: str):
+    """McNemar's test of the lowest seed both sides kept test predictions for, or None."""
+    at = "best" if _published(experiment, dataset)[2] == "best val" else "final"
+    for seed in sorted(set(rows_a["seed"]) & set(rows_b["seed"])):
+        stored = [predictions.recorded_predictions(rows[rows["seed"] == seed].iloc[0].to_dict())
+                  for rows in (rows_a, rows_b)]
+        if all(s is not None for s in stored):
+            return verdicts.mcnemar(*(predictions.at_epoch(s, at)[2] for s in stored))
+    return None
+
+
+def level_e_family(results: pd.DataFrame) -> pd.DataFrame:
+    """Every Level E / Table 4 difference of the report beside ours, Holm-corrected as one family."""
+    pairs = [(name, BASIC) for name in LEVEL_E_VARIANTS] + LEVEL_E_ORDERINGS
+    return judge_pairs(results, pairs, "cifar10")
+
+
+def judge_pairs(results: pd.DataFrame, pairs: list, dataset: str) -> pd.DataFrame:
+    """Differences a - b of (a, b) experiment pairs, ours beside the report's, judged as one Holm family."""
+    results = results[~shortened_flags(results["shortened"]).astype(bool)]  # --epochs runs are not the recipe
+    family = []
+    for a, b in pairs:
+        source, rows = _sides(results, [a, b], dataset)
+        family.append({"label": f"{a} - {b}", "a": _metric(rows[a], a, dataset), "b": _metric(rows[b], b, dataset),
+                       "claimed": _published(a, dataset)[0] - _published(b, dataset)[0],
+                       "mcnemar": _paired(rows[a], rows[b], a, dataset) if source else None,
+                       "data": describe_source(source) if source else ""})
+    table = verdicts.judge(family)
+    table.insert(0, "data", [pair["data"] for pair in family])
+    return table
+
+
+def calibration(results: pd.DataFrame, experiment: str, dataset: str = "cifar10") -> pd.DataFrame:
+    """The expected calibration error of each seed of a run that kept test predictions, at its final epoch."""
+    rows = results[(results["experiment"] == experiment) & (results["dataset"] == dataset)]
+    lines = []
+    for _, row in rows.sort_values("seed").iterrows():
+        stored = predictions.recorded_predictions(row.to_dict())
+        if stored is not None:
+            _, confidence, right = predictions.at_epoch(stored, "final")
+            lines.append({"run": row["run_id"], "source": row["source"], "seed": row["seed"],
+                          "ECE": predictions.expected_calibration_error(confidence, right)})
+    return pd.DataFrame(lines, columns=["run", "source", "seed", "ECE"])
+
+
+def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
+    """One part of a claim: what was compared, on which data, with how many seeds, the verdict and its statistic."""
+    kind, *args = part
+    if kind in ("needs", "code"):  # a statement about the code is answered by reading it, not by a run
+        what = f"needs {args[0]}" if kind == "needs" else f"a statement about the code, not an experiment: {args[0]}"
+        return {"verdict": f"{verdicts.NOT_RUN}: {what}"}
+    if kind == "diff":
+        a, b, dataset = args
+        label = f"{a} - {b}"
+        row = (family if dataset == "cifar10" and label in family.index else judge_pairs(results, [(a, b)], dataset)).loc[label]
+        statistic = "" if row["verdict"] == verdicts.NOT_RUN else (
+            f"{row['ours']:+.4f} {row['95% interval']} against the report's {row['report']:+.4f}; p {row['p']:.3g}"
+            + (f" (Holm {row['p (Holm)']:.3g})" if label in family.index and dataset == "cifar10" else "")
+            + f"; {row['test']}" + (f"; McNemar {row['McNemar (one network a side)']}"
+                                    if row["McNemar (one network a side)"] else ""))
+        return {"what": f"{a} vs {b}", "data": row["data"], "seeds": row["seeds"], "verdict": row["verdict"],
+                "statistic": statistic, "rows": _rows(results, [a, b], dataset)}
+    if kind == "ece":
+        a, b = args
+        tables = {name: calibration(results, name) for name in (a, b)}
+        sources = set(tables[a]["source"]) & set(tables[b]["source"])
+        source = sorted(sources)[0] if sources else None
+        values = {name: t[t["source"] == source]["ECE"].to_numpy() for name, t in tables.items()}
+        comparison = verdicts.compare(values[a], values[b])
+        found = verdicts.verdict(comparison, -math.inf)  # the claim gives a direction (less overconfident) only
+        if found == verdicts.NOT_RUN:
+            found += ": needs both runs' test predictions"
+        return {"what": f"ECE (15 bins, final epoch) of {a} vs {b}", "data": describe_source(source) if source else "",
+                "seeds": f"{comparison.n_a} vs {comparison.n_b}", "verdict": found,
+                "statistic": _statistic(comparison, f"{values[a].mean():.4f} vs {values[b].mean():.4f}")
+                if comparison.n_a and comparison.n_b else "", "rows": _rows(results, [a, b], "cifar10")}
+    experiment, dataset = args
+    source, rows = _sides(results, [experiment], dataset)
+    values = _metric(rows[experiment], experiment, dataset, "loss" if kind == "loss" else "acc")
+    accuracy, loss, _ = _published(experiment, dataset)
+    claimed = loss if kind == "loss" else accuracy
+    comparison = verdicts.against_value(values, claimed)
+    return {"what": f"{experiment} test {'loss' if kind == 'loss' else 'accuracy'}",
+            "data": describe_source(source) if source else "", "seeds": str(len(values)),
+            "verdict": verdicts.value_verdict(comparison),
+            "statistic": _statistic(comparison, f"{values.mean():.4f} vs the report's {claimed:.4f}") if len(values) else "",
+            "rows": _rows(results, [experiment], dataset)}
+
+
+def _statistic(comparison: verdicts.Comparison, head: str) -> str:
+    """`0.8144 vs 0.8392: -0.0248 [-0.0278, -0.0218], p 0.0002; one-sample t, 3 seeds (df 2)`."""
+    if math.isnan(comparison.low):
+        return f"{head}: {comparison.difference:+.4f}; {comparison.test}"
+    return (f"{head}: {comparison.difference:+.4f} [{comparison.low:+.4f}, {comparison.high:+.4f}], "
+            f"p {comparison.p:.3g}; {comparison.test}")
+
+
+def _rows(results: pd.DataFrame, experiments: list, dataset: str) -> str:
+    """Links to the results CSVs that hold these experiments' rows."""
+    notebooks = sorted(set(results[results["experiment"].isin(experiments) & (results["dataset"] == dataset)]["notebook"]))
+    return ", ".join(f"[{name}](../results/{name}.csv)" for name in notebooks)
+
+
+def findings_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One line per claim of the report: its words, and each part's comparison, data, seeds, verdict and statistic."""
+    family = level_e_family(results)
+    lines = []
+    for claim, line, words, parts in CLAIMS:
+        found = [_part(results, family, part) for part in parts]
+        lines.append({"claim": claim, "report line": line, "the report says": words,
+                      **{key: " · ".join(p[key] for p in found if p.get(key)) or "—"
+                         for key in ("what", "data", "seeds", "verdict", "statistic", "rows")}})
+    return pd.DataFrame(lines)
+
+
+def write_findings(profile: str = "full", path=None) -> str:
+    """docs/findings.md (full profile): every claim with the verdict its recorded runs give; returns the markdown."""
+    from .summary import _markdown_table
+    table = findings_table(collect_results(profile))
+    counts = table["verdict"].str.split(" · ").explode().str.split(":").str[0].value_counts()
+    text = (f"# The report's claims against our runs (profile: {profile})\n\n"
+            "Written by notebook 08 from the recorded rows; nothing here is typed by hand except the claims' words. "
+            "A verdict compares the same data on both sides: Welch's t between two sets of seeds, a t prediction "
+            "interval for one run against a set of seeds, a one-sample t for a printed number (none for a single "
+            "run: one run a side cannot tell). The Level E / Table 4 differences are Holm-corrected as one family "
+            f"(α = {verdicts.ALPHA}). McNemar's exact test pairs two networks on the same test images and so knows "
+            "nothing of seed-to-seed noise. The report trained on the original files; where we trained on a copy "
+            "(the `data` column), its printed numbers are compared across data and differences are the fairer "
+            "test.\n\nVerdicts over all parts: " + ", ".join(f"{name} {n}" for name, n in counts.items())
+            + ".\n\n" + _markdown_table(table) + "\n")
+    path = path or repo_root() / "docs" / "findings.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return text
