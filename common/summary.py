@@ -2,7 +2,6 @@
 
 import math
 from pathlib import Path
-from typing import NamedTuple
 
 import pandas as pd
 
@@ -239,85 +238,6 @@ def compare_with_report(row: dict) -> pd.DataFrame:
     frame["difference to report"] = (frame["test accuracy"] - report).round(4)
     frame.iloc[0, -1] = math.nan  # the report against itself says nothing
     return frame
-
-
-def ordering_check(rows: list, noise: float = 0.005) -> pd.DataFrame:
-    """For every pair of runs, the report's accuracy difference beside ours and whether it survives.
-
-    A pair survives when our difference has the report's sign and is larger than `noise` (a
-    single seed's run-to-run spread is a few tenths of a percent on CIFAR-10). A run as written stands for the
-    report row of its as-run twin (AS_RUN_TWIN): the question is whether the report's differences survive the fix.
-    """
-    lines = []
-    published = [_published_for(row, AS_RUN_TWIN.get(row["experiment"])) for row in rows]
-    for i, a in enumerate(rows):
-        for j, b in enumerate(rows[i + 1:], start=i + 1):
-            (report_a, at_a), (report_b, at_b) = published[i], published[j]
-            report = report_a - report_b
-            ours = _compared(a, at_a) - _compared(b, at_b)
-            if math.isnan(report):
-                verdict = "not in the report"
-            elif abs(ours) < noise:
-                verdict = "within noise"
-            else:
-                verdict = "survives" if (ours > 0) == (report > 0) else "reversed"
-            lines.append({"pair": f"{a['experiment']} - {b['experiment']}", "report": round(report, 4),
-                          "ours": round(ours, 4), "verdict": verdict})
-    return pd.DataFrame(lines).set_index("pair")
-
-
-ASSUMED_SPREAD = 0.005  # a single CIFAR-10 run's spread when fewer than two seeds of the basic recipe are recorded
-
-
-class SeedSpread(NamedTuple):
-    """How far apart runs must lie to differ beyond the basic recipe's seed-to-seed spread (2 sd of a difference)."""
-    against_mean: float  # a single run against the mean of the n seeds: 2 sd x sqrt(1 + 1/n)
-    between_runs: float  # two single runs: 2 sd x sqrt(2)
-    sentence: str
-
-
-def seed_spread(basic_rows: list) -> SeedSpread:
-    """The margins a difference must exceed, from the basic recipe's recorded seeds (assumed below two seeds)."""
-    accuracies = pd.Series([row["test_acc_final"] for row in basic_rows], dtype=float)
-    n = len(accuracies)
-    if n < 2:
-        return SeedSpread(ASSUMED_SPREAD, ASSUMED_SPREAD,
-                          f"{n} seed of the basic recipe recorded, so no measured spread: a difference under "
-                          f"{ASSUMED_SPREAD:.4f} (assumed) counts as within it.")
-    sd = accuracies.std()
-    spread = SeedSpread(2 * sd * math.sqrt(1 + 1 / n), 2 * sd * math.sqrt(2), "")
-    return spread._replace(sentence=(
-        f"The basic recipe over {n} seeds: {accuracies.mean():.4f} ± {sd:.4f} (sample sd). A single run lies beyond "
-        f"that spread when it differs from the seeds' mean by more than {spread.against_mean:.4f} (2 sd × √(1 + 1/{n})), "
-        f"two single runs when they differ by more than {spread.between_runs:.4f} (2 sd × √2)."))
-
-
-def differences_to_basic(basic_rows: list, rows: list, margin: float) -> pd.DataFrame:
-    """Each run minus the basic recipe's seed mean, beside the report's same difference, with a verdict: the
-    report's difference holds (same sign, beyond `margin`), is within the seed spread, or is reversed. A run as
-    written stands for the report row of its as-run twin (did the difference survive the fix?)."""
-    sources = {row["source"] for row in basic_rows + rows}
-    if len(sources) > 1:
-        raise ValueError(f"These runs trained on different data ({', '.join(sorted(sources))}): compare runs of one "
-                         "source at a time.")
-    report_basic, _ = _published_for(basic_rows[0])
-    ours_basic = float(pd.Series([row["test_acc_final"] for row in basic_rows]).mean())
-    lines = []
-    for row in rows:
-        twin = AS_RUN_TWIN.get(row["experiment"])
-        report_acc, at = _published_for(row, twin)
-        ours_acc = _compared(row, at or "final")
-        report, ours = report_acc - report_basic, ours_acc - ours_basic
-        if abs(ours) <= margin:
-            verdict = "within the seed spread"
-        elif math.isnan(report):
-            verdict = "not in the report"
-        else:
-            verdict = "holds" if (ours > 0) == (report > 0) else "reversed"
-        lines.append({"run": row["experiment"], "report's row": "" if math.isnan(report_acc) else twin or row["experiment"],
-                      "report": round(report_acc, 4), "report - basic": round(report, 4),
-                      "ours": round(ours_acc, 4), "ours - basic": round(ours, 4), "verdict": verdict})
-    return pd.DataFrame(lines).set_index("run")
 
 
 def architecture_table(rows: list) -> pd.DataFrame:
