@@ -1,9 +1,11 @@
 """Data sets as uint8 tensors: sources, the on-disk cache and the seeded split."""
 
+import contextlib
 import hashlib
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,14 +96,17 @@ def cached(path: Path, build) -> ImageSet:
         except Exception:  # a truncated cache file: decode again rather than fail
             pass
     images = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(vars(images), tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError; the images are decoded
+        warnings.warn(f"Cannot keep the decoded images in {path} ({getattr(err, 'strerror', None) or 'write failed'}): "
+                      f"they are decoded again next time; free space or make {path.parent} writable.", stacklevel=2)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return images
 
 
@@ -174,7 +179,8 @@ def _image_files(folder: Path, splits=("train", "test")) -> list:
 
 def folder_identity(folder) -> str:
     """An image folder's name and a digest of its files' paths and bytes, e.g. 'cifar10-jpeg-3f2a9c01d4': the same
-    images give the same identity wherever they lie. Kept in a small file beside the folder's stat signature."""
+    images give the same identity wherever they lie. Remembered against the files' sizes and modification times
+    (an image edited in place with its time restored keeps its old identity: forget_folder_identities)."""
     folder = Path(folder).expanduser().resolve()
     if not (folder / "train").is_dir() or not (folder / "test").is_dir():
         raise DataUnavailable(f"No image folder at {folder}: expected {folder}/train/<class>/*.jpg and "
@@ -183,16 +189,29 @@ def folder_identity(folder) -> str:
     stats = hashlib.sha1("".join(f"{f}:{(folder / f).stat().st_size}:{(folder / f).stat().st_mtime_ns}"
                                  for f in files).encode()).hexdigest()
     memo = paths.data_dir() / "cache" / f"identity-{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}.txt"
-    if memo.exists() and memo.read_text().split()[:1] == [stats]:
-        return memo.read_text().split()[1]
+    saved = memo.read_text().split() if memo.is_file() else []
+    if len(saved) == 2 and saved[0] == stats:
+        return saved[1]
     digest = hashlib.sha1()
     for f in files:
         digest.update(f"{f.as_posix()}\0".encode())
         digest.update((folder / f).read_bytes())
     identity = f"{re.sub(r'[^A-Za-z0-9_.-]', '', folder.name) or 'images'}-{digest.hexdigest()[:10]}"
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    memo.write_text(f"{stats} {identity}\n")
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(f"{stats} {identity}\n")
+    except OSError:  # a read-only or full data folder: not remembered (nor half-written), hashed again next time
+        with contextlib.suppress(OSError):
+            memo.unlink(missing_ok=True)
     return identity
+
+
+def forget_folder_identities() -> int:
+    """Delete every remembered image-folder identity, so that each folder's images are hashed again; how many."""
+    memos = list((paths.data_dir() / "cache").glob("identity-*.txt"))
+    for memo in memos:
+        memo.unlink(missing_ok=True)
+    return len(memos)
 
 
 # image folders known by their digest, for tables that say what a row was trained on

@@ -1,6 +1,7 @@
 """Data sources, the on-disk cache, the seeded split, augmentation and the device loader."""
 
 import math
+import os
 import urllib.error
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from common import data
+from common import data, recipes
 from common.augment import Compose, Cutout, RandomFlip, RandomTranslate, build_augment, normalize, op
 from common.config import CIFAR10_MEAN, CIFAR10_STD, HALF_MEAN, HALF_STD
 from common.data import DataUnavailable, ImageSet
@@ -492,3 +493,32 @@ def test_loader_rejects_mismatched_inputs():
         DeviceLoader(x, y[:9], 4, HALF_MEAN, HALF_STD)
     with pytest.raises(ValueError, match="batch_size"):
         DeviceLoader(x, y, 0, HALF_MEAN, HALF_STD)
+
+
+def test_an_unwritable_data_folder_configures_and_loads_without_caching(image_tree, tmp_path, monkeypatch):
+    root, expected = image_tree
+    blocked = tmp_path / "data"
+    blocked.write_text("a file where the data folder should be")  # nothing can be written under it, as read-only or full
+    monkeypatch.setenv("REPRO_DATA", str(blocked))
+    cfg = recipes.level_e("basic", source=f"imagefolder:{root}")  # the identity is taken at config time
+    assert cfg.source == "imagefolder:" + data.folder_identity(root)
+    with pytest.warns(UserWarning, match="Cannot keep the decoded images .* decoded again next time"):
+        images = data.load_images(cfg.source, image_size=8, folder=cfg.source_path)
+    assert torch.equal(images.train_x, expected["train"][0])
+    assert blocked.read_text() == "a file where the data folder should be"
+
+
+def test_an_image_edited_in_place_with_its_time_restored_is_seen_after_forgetting_the_identities(image_tree, tmp_path,
+                                                                                                 monkeypatch):
+    root, _ = image_tree
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path / "data"))
+    before = data.folder_identity(root)
+    image = root / "train" / "cat" / "0.png"
+    times = image.stat()
+    edited = bytearray(image.read_bytes())
+    edited[-20] ^= 0xFF  # same size
+    image.write_bytes(bytes(edited))
+    os.utime(image, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert data.folder_identity(root) == before  # the documented limit: sizes and times are trusted
+    assert data.forget_folder_identities() == 1
+    assert data.folder_identity(root) != before
