@@ -33,6 +33,14 @@ def repo_root() -> Path:
     return Path.cwd().resolve()  # installed from a wheel: work in the current folder
 
 
+def pin_environment() -> None:
+    """Make a relative $REPRO_ROOT or $REPRO_DATA absolute, against the current folder, for the processes started
+    from here: notebook kernels run in notebooks/ and would resolve it there."""
+    for name in (ROOT_ENV, DATA_ENV):
+        if os.environ.get(name):
+            os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
+
+
 def data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or repo_root() / "data")
 

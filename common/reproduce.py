@@ -4,12 +4,15 @@
     python -m common.reproduce --profile full           # the report's recipes, on a GPU
     python -m common.reproduce --only 01 08             # a subset, by number or name
     python -m common.reproduce --epochs 3               # every run shortened to 3 epochs, for a quick look
+    python -m common.reproduce --force                  # train again runs that already finished
+    python -m common.reproduce --rehash                 # hash the image folders' files again (see data.folder_identity)
     python -m common.reproduce --parallel spread        # several GPUs: a notebook's runs one per GPU
     python -m common.reproduce --parallel ddp --gpus 4  # several GPUs: each run over all of them (torchrun)
 
-Executed copies go to runs/<profile>/ (runs/<profile>-<N>ep/ with --epochs; git-ignored). Full runs
-shortened by --epochs get their own run ids and are listed apart in the summary, never beside the
-report's numbers. A failing notebook is reported and the others still run. Runs resume from their
+Executed copies go to runs/<profile>/ (runs/<profile>-<N>ep/ with --epochs; git-ignored). Runs given
+other epochs than their recipe's by --epochs get their own run ids, and full ones are listed apart in the
+summary, never beside the report's numbers. A relative REPRO_ROOT or REPRO_DATA means the folder the
+command was typed in. A failing notebook is reported and the others still run. Runs resume from their
 checkpoints and finished runs load their recorded results, so re-running the command finishes what an
 interruption left.
 """
@@ -17,12 +20,13 @@ interruption left.
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from . import distributed, paths
+from . import data, distributed, paths
 from .config import PARALLEL_MODES
 from .summary import screen_summary
 
@@ -33,7 +37,11 @@ ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"  # 1: train the full profile on a CPU (read he
 def notebooks(only=None) -> list:
     """The report's notebooks in order (the summary is numbered last); `only` filters by number or name."""
     found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    if only:
+    if only and found:
+        unknown = [key for key in only if not any(key in (p.stem, p.stem.split("_")[0]) for p in found)]
+        if unknown:
+            raise ValueError(f"No notebook {' '.join(unknown)}: --only takes the numbers or names of "
+                             f"{', '.join(p.stem for p in found)}.")
         found = [p for p in found if any(key in (p.stem, p.stem.split("_")[0]) for key in only)]
     return found
 
@@ -94,7 +102,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sync-bn", action="store_true", help="--parallel ddp: synchronise BatchNorm over the GPUs")
     parser.add_argument("--compile", action="store_true",
                         help="train through torch.compile (its warm-up is recorded apart, as compile_seconds)")
+    parser.add_argument("--force", action="store_true", help="train again runs that already finished (FORCE)")
+    parser.add_argument("--rehash", action="store_true",
+                        help="hash every image folder's files again instead of trusting their sizes and times")
     args = parser.parse_args(argv)
+    paths.pin_environment()  # a relative REPRO_ROOT means the folder the command was typed in, for every notebook
     if args.profile is None:  # only now: a bad $REPRO_PROFILE must not matter when --profile is given
         try:
             args.profile = paths.default_profile()
@@ -107,10 +119,13 @@ def main(argv=None) -> int:
         print("The full profile needs a GPU and none was found: run it on a GPU machine or in Colab, use "
               f"--profile smoke, or set {ALLOW_CPU_ENV}=1 to train on the CPU anyway (hours per notebook).")
         return 2
-    selected = notebooks(args.only)
+    try:
+        selected = notebooks(args.only)
+    except ValueError as err:
+        print(err)
+        return 2
     if not selected:
-        print(f"No notebook matches --only {' '.join(args.only)}: see the notebooks/ folder for their numbers."
-              if args.only else f"No notebook found in {NOTEBOOKS}: run this from a clone of the repository.")
+        print(f"No notebook found in {NOTEBOOKS}: run this from a clone of the repository.")
         return 2
     shortened = "" if args.epochs is None else f"-{args.epochs}ep"
     out_dir = paths.repo_root() / "runs" / f"{args.profile}{shortened}"  # never over a full run's executed copies
@@ -119,8 +134,9 @@ def main(argv=None) -> int:
               f"this way are marked shortened, get their own run ids (ending in {shortened}) and are recorded apart: "
               "the summary lists them separately and never compares them with the report.")
     elif args.epochs is not None:
-        print(f"--epochs {args.epochs}: every smoke run trains for {args.epochs} epochs (smoke runs test the code "
-              "path and are never compared with the report).")
+        print(f"--epochs {args.epochs}: every smoke run trains for {args.epochs} epochs, under its own run ids "
+              f"(ending in {shortened}) unless that is the smoke recipe's own length (smoke runs test the code path "
+              "and are never compared with the report).")
     gpus = args.gpus or torch.cuda.device_count()
     if args.parallel == "ddp":
         try:
@@ -131,11 +147,22 @@ def main(argv=None) -> int:
     if args.parallel != "off" and gpus < 2:
         print(f"--parallel {args.parallel} needs at least 2 GPUs and {gpus} {'is' if gpus == 1 else 'are'} visible: "
               "every run trains in its notebook's process.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()  # an existing read-only folder passes mkdir
+    except OSError as err:
+        print(f"Cannot write the outputs under {paths.repo_root()} ({err.strerror or err}): set {paths.ROOT_ENV} to a "
+              "writable folder, or unset it to write into the repository.")
+        return 2
+    if args.rehash:
+        print(f"--rehash: forgot {data.forget_folder_identities()} remembered image-folder identities; every image "
+              "folder is hashed again.")
     parameters = {"PROFILE": args.profile, "COMPILE": args.compile, "SYNC_BN": args.sync_bn,
                   "PARALLEL": args.parallel, "GPUS": args.gpus or 0, "ALLOW_CPU": allow_cpu}
     if args.epochs is not None:
         parameters["EPOCHS"] = args.epochs
+    if args.force:
+        parameters["FORCE"] = True
     started = time.time()
     failed = _run_all(selected, out_dir, parameters)
     print(f"{len(selected) - len(failed)} of {len(selected)} notebooks ran in {_minutes(time.time() - started)}.")

@@ -170,7 +170,62 @@ def test_a_notebook_gets_only_the_parameters_it_declares(root, caplog):
 
 def test_every_notebook_that_trains_declares_every_switch_of_the_command():
     papermill = pytest.importorskip("papermill")
-    switches = {"PROFILE", "COMPILE", "SYNC_BN", "PARALLEL", "GPUS", "ALLOW_CPU", "EPOCHS"}
+    switches = {"PROFILE", "COMPILE", "SYNC_BN", "PARALLEL", "GPUS", "ALLOW_CPU", "EPOCHS", "FORCE"}
     for notebook in reproduce.notebooks():
         if "run_experiment" in notebook.read_text():
             assert switches <= set(papermill.inspect_notebook(str(notebook))), notebook.name
+
+
+def test_a_relative_root_is_the_folder_the_command_was_typed_in_for_every_notebook(root, monkeypatch):
+    marker = root / "root.txt"
+    write_notebook(root / "notebooks" / "01_a.ipynb", f"import os; open({str(marker)!r}, 'w').write(os.environ['REPRO_ROOT'])")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("REPRO_ROOT", "out")  # the kernel runs in notebooks/: there "out" would be notebooks/out
+    assert reproduce.main(["--profile", "smoke"]) == 0
+    assert marker.read_text() == str(root / "out")
+    assert (root / "out" / "runs" / "smoke" / "01_a.ipynb").exists() and not (root / "notebooks" / "out").exists()
+
+
+def test_only_refuses_a_name_no_notebook_has_and_lists_the_known_ones(root, monkeypatch, capsys):
+    for name in ("01_a", "08_summary"):
+        write_notebook(root / "notebooks" / f"{name}.ipynb", "pass")
+    calls = record_papermill(monkeypatch)
+    assert reproduce.main(["--profile", "smoke", "--only", "01", "99"]) == 2
+    out = capsys.readouterr().out
+    assert not calls and "No notebook 99" in out and "01_a, 08_summary" in out and "\n" not in out.strip()
+
+
+@pytest.mark.parametrize("kind", ["a file", "read-only"])
+def test_an_unusable_root_is_named_in_one_sentence(root, monkeypatch, capsys, kind):
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
+    calls = record_papermill(monkeypatch)
+    unusable = root / "outputs"
+    if kind == "a file":
+        unusable.write_text("not a folder")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        unusable.mkdir(mode=0o555)
+    monkeypatch.setenv("REPRO_ROOT", str(unusable))
+    assert reproduce.main(["--profile", "smoke"]) == 2
+    out = capsys.readouterr().out
+    assert not calls and f"Cannot write the outputs under {unusable}" in out and "REPRO_ROOT" in out
+    assert "\n" not in out.strip()
+
+
+def test_force_reaches_the_notebooks_as_their_force_parameter(root, monkeypatch):
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass", TRAINING_PARAMETERS + "\nFORCE = False")
+    calls = record_papermill(monkeypatch)
+    assert reproduce.main(["--profile", "smoke", "--force"]) == 0
+    assert calls[0][2] == parameters(FORCE=True)
+
+
+def test_rehash_forgets_every_remembered_image_folder_identity(root, monkeypatch, capsys):
+    write_notebook(root / "notebooks" / "01_a.ipynb", "pass")
+    record_papermill(monkeypatch)
+    monkeypatch.setenv("REPRO_DATA", str(root / "data"))
+    memo = root / "data" / "cache" / "identity-0123456789ab.txt"
+    memo.parent.mkdir(parents=True)
+    memo.write_text("stats images-0123456789\n")
+    assert reproduce.main(["--profile", "smoke", "--rehash"]) == 0
+    assert not memo.exists() and "forgot 1 remembered" in capsys.readouterr().out
