@@ -1,6 +1,7 @@
 """Bad input and failing disks: one sentence naming the problem and the fix, and nothing written is damaged."""
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -127,8 +128,8 @@ def test_notebook_parameters_no_run_could_use_are_refused_in_one_sentence(epochs
 
 def test_every_notebook_with_epochs_and_seed_passes_them_to_setup():
     for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
-        lines = [line for cell in json.loads(path.read_text())["cells"] for line in "".join(cell["source"]).splitlines()]
-        declared = {line.split("=")[0].strip() for line in lines} & {"EPOCHS", "SEED"}
-        call = [line for line in lines if "setup(PROFILE" in line]
+        source = "\n".join("".join(cell["source"]) for cell in json.loads(path.read_text())["cells"])
+        declared = set(re.findall(r"^(EPOCHS|SEED) *=", source, re.MULTILINE))
+        call = re.findall(r"setup\(PROFILE[^)]*\)", source)
         assert len(call) == 1, path.name
         assert all(f"{name.lower()}={name}" in call[0] for name in declared), (path.name, call[0])
