@@ -158,8 +158,8 @@ def check_config(state: dict, cfg: RunConfig, path: Path) -> dict:
     if state["config_hash"] != cfg.fingerprint():
         raise CheckpointMismatch(
             f"Checkpoint {path} was made with another config "
-            f"({config_differences(state['config'], cfg.to_dict())}): delete {path.parent} "
-            "or run with force=True to start this run afresh.")
+            f"({config_differences(state['config'], cfg.to_dict())}): delete {path.parent}, or start this run "
+            "afresh with force=True (FORCE = True in a notebook, --force for python -m common.reproduce).")
     return state
 
 

@@ -188,8 +188,8 @@ def cifar10_noise_runs(profile: str = "full", seed: int = LEVEL_A_SEED, epochs=N
 def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_sizes=(512, 256)) -> RunConfig:
     """Apply the profile, seed and the user's overrides (epochs, data source) to a recipe.
 
-    A full run given other epochs than its recipe's is marked shortened: another run id, and kept out of
-    the summary's comparison with the report. Smoke epochs are tiny by design, so smoke is never marked."""
+    A run given other epochs than its profile's recipe (the recipe's, or SMOKE_EPOCHS) is marked shortened:
+    another run id, and kept out of the summary's comparison with the report."""
     changes = {"profile": check_profile(profile), "seed": seed}
     if profile == "smoke":
         changes.update(source="synthetic", epochs=SMOKE_EPOCHS, synthetic_sizes=smoke_sizes)
@@ -199,6 +199,7 @@ def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_
         changes["source"] = source
     if epochs is not None:
         changes["epochs"] = int(epochs)
-        if profile == "full" and changes["epochs"] != cfg.epochs:
+        if changes["epochs"] != planned:
             changes["shortened"] = True
     return cfg.replace(**changes)
+        planned = changes.get("epochs", cfg.epochs)

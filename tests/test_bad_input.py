@@ -31,6 +31,14 @@ def test_a_checkpoint_of_another_kind_in_place_of_last_is_refused_with_a_sentenc
         checkpoints.check_config(checkpoints.load(path), cfg, path)
 
 
+def test_a_checkpoint_of_another_config_names_the_flag_that_trains_it_afresh(tmp_path):
+    cfg = micro()
+    state = {**dict.fromkeys(checkpoints.RESUMABLE), "config": cfg.to_dict(), "config_hash": cfg.fingerprint()}
+    with pytest.raises(checkpoints.CheckpointMismatch, match=r"lr .*FORCE = True in a notebook, --force for python -m "
+                                                             "common.reproduce"):
+        checkpoints.check_config(state, cfg.replace(lr=cfg.lr * 2), tmp_path / "last.pt")
+
+
 def test_a_full_disk_is_said_in_one_sentence_and_leaves_no_temp_file(tmp_path, monkeypatch):
     def full(obj, target):
         open(target, "wb").write(b"half")

@@ -40,12 +40,23 @@ def test_the_recipes_own_epochs_are_not_shortened():
 
 
 @pytest.mark.parametrize("name", FULL_RECIPES)
-def test_smoke_runs_are_never_shortened(name):
+def test_smoke_runs_of_other_epochs_are_other_runs(name):
     recipe = FULL_RECIPES[name]
-    default, explicit = recipe(profile="smoke"), recipe(profile="smoke", epochs=3)
-    assert not default.shortened and not explicit.shortened
+    default, same, explicit = recipe(profile="smoke"), recipe(profile="smoke", epochs=recipes.SMOKE_EPOCHS), \
+        recipe(profile="smoke", epochs=3)
+    assert not default.shortened and same == default and explicit.shortened
     assert explicit.epochs == 3 and default.epochs == recipes.SMOKE_EPOCHS
-    assert explicit.run_id == default.run_id and not explicit.run_id.endswith("ep")
+    assert explicit.run_id == default.run_id + "-3ep" and not default.run_id.endswith("ep")
+
+
+def test_a_shortened_smoke_run_never_blocks_the_default_one(cpu_root):
+    tiny = dict(model="tiny_cnn", synthetic_sizes=(48, 32), batch_size=16, eval_batch_size=32)
+    short = recipes.level_e("basic", profile="smoke", epochs=1).replace(**tiny)  # --profile smoke --epochs 1
+    default = recipes.level_e("basic", profile="smoke").replace(**tiny)  # then --profile smoke
+    run_experiment(short, "01_test", progress=False)
+    row = run_experiment(default, "01_test", progress=False).row  # was a CheckpointMismatch: one run id for both
+    assert row["epochs"] == recipes.SMOKE_EPOCHS
+    assert sorted(read_results(results_dir("smoke") / "01_test.csv")["run_id"]) == [default.run_id, short.run_id]
 
 
 def test_supcon_classifier_of_a_shortened_encoder_is_shortened_too():
