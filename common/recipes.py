@@ -198,8 +198,8 @@ def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_
     if source:
         changes["source"] = source
     if epochs is not None:
+        planned = changes.get("epochs", cfg.epochs)
         changes["epochs"] = int(epochs)
         if changes["epochs"] != planned:
             changes["shortened"] = True
     return cfg.replace(**changes)
-        planned = changes.get("epochs", cfg.epochs)
