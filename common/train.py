@@ -248,8 +248,9 @@ def _resume(trainer, cfg: RunConfig, folder, selects: bool, device) -> _RunState
         if distributed.is_main():
             checkpoints.remove_stale_temp_files(folder)
         state, path = checkpoints.newest_readable(folder, device)
-        saved = (checkpoints.best_weights(folder, state["best"]["epoch"], device)
-                 if selects and state and state["best"]["epoch"] else None)
+        # a foreign file (a copy of best.pt) has no "best": check_config below names it
+        best_epoch = state.get("best", {}).get("epoch") if state else None
+        saved = checkpoints.best_weights(folder, best_epoch, device) if selects and best_epoch else None
     if state is None:
         return _RunState()
     trainer.restore(checkpoints.check_config(state, cfg, path))

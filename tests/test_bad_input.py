@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -88,6 +89,19 @@ def test_a_lost_best_checkpoint_is_refused_not_replaced_by_another_epoch(cpu_roo
     (folder / "best.pt").write_bytes(b"cut short")
     with pytest.warns(UserWarning, match="best.pt is unreadable"), \
             pytest.raises(checkpoints.CheckpointUnreadable, match=r"epoch 1\) are lost.*force=True"):
+        train.fit(build_for(cfg), loaders, cfg, folder, progress=False)
+
+
+def test_best_copied_over_last_in_a_run_with_validation_is_refused_with_a_sentence(cpu_root):
+    from common import train
+    from common.experiment import build_for, load_split, make_loaders
+
+    cfg = micro(val_size=16, epochs=2, monitor_test=False)
+    loaders = make_loaders(cfg, load_split(cfg), torch.device("cpu"))
+    folder = cpu_root / "checkpoints"
+    train.fit(build_for(cfg), loaders, cfg, folder, progress=False, stop_after=1)
+    shutil.copy(folder / "best.pt", folder / "last.pt")  # cp best.pt last.pt (was a raw KeyError: 'best')
+    with pytest.raises(checkpoints.CheckpointMismatch, match="last.pt is not a checkpoint to resume from"):
         train.fit(build_for(cfg), loaders, cfg, folder, progress=False)
 
 
