@@ -163,9 +163,10 @@ def check_config(state: dict, cfg: RunConfig, path: Path) -> dict:
     return state
 
 
-def load_weights(cfg: RunConfig, which: str = "best", device="cpu") -> dict:
-    """A run's network weights: its best-validation ones (best.pt, else last.pt) or its last ones."""
-    folder = run_folder(cfg)
+def load_weights(cfg: RunConfig, which: str = "best", device="cpu", folder: Path = None) -> dict:
+    """A run's network weights: its best-validation ones (best.pt, else last.pt) or its last ones, from its
+    checkpoint folder (or from `folder`, a copy of it elsewhere)."""
+    folder = Path(folder) if folder else run_folder(cfg)
     names = ("best.pt", "last.pt") if which == "best" else ("last.pt",)
     path = next((folder / name for name in names if (folder / name).exists()), None)
     if path is None:

@@ -258,7 +258,7 @@ def _decode_folder(folder: Path, image_size: int, splits=("train", "test")) -> I
         images, labels = [], []
         for label, name in enumerate(classes):
             files = sorted(f for f in (folder / split / name).glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-            images += [_read_image(f, image_size) for f in files]
+            images += [read_image(f, image_size) for f in files]
             labels += [label] * len(files)
         if not images:
             raise DataUnavailable(f"{folder}/{split} holds no images of the classes in {folder}/{train}.")
@@ -266,7 +266,7 @@ def _decode_folder(folder: Path, image_size: int, splits=("train", "test")) -> I
     return ImageSet(*tensors, classes)
 
 
-def _read_image(file: Path, size: int) -> torch.Tensor:
+def read_image(file: Path, size: int) -> torch.Tensor:
     """One image as uint8 3 x size x size: shorter side resized to `size`, then centre-cropped."""
     try:
         with Image.open(file) as pil:

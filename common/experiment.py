@@ -96,10 +96,10 @@ def build_for(cfg: RunConfig, device="cpu") -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last) if use_channels_last(cfg, torch.device(device)) else model
 
 
-def load_trained(cfg: RunConfig, device="cpu", which: str = "best") -> torch.nn.Module:
-    """A run's network with its best-validation (or last) weights, in eval mode."""
+def load_trained(cfg: RunConfig, device="cpu", which: str = "best", folder=None) -> torch.nn.Module:
+    """A run's network with its best-validation (or last) weights, in eval mode (`folder`: its checkpoints elsewhere)."""
     model = build_for(cfg, device)
-    model.load_state_dict(checkpoints.load_weights(cfg, which, device))
+    model.load_state_dict(checkpoints.load_weights(cfg, which, device, folder))
     return model.eval()
 
 
