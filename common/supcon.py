@@ -29,27 +29,27 @@ def supcon_loss_fp32(features, labels, temperature: float = 0.07, base_temperatu
     Per anchor: -(temperature / base_temperature) * the mean log-softmax of its positives; the loss is the
     mean over every anchor, one without a positive adding 0 (0, still with a gradient, when none has one).
     """
-    n = len(features)
+    n = len(features)  # features: (n, d) = (V * B, d), unit rows; labels: (B,)
     if labels.dim() != 1 or len(labels) == 0 or n % len(labels) != 0:
         raise ValueError(f"supcon_loss: {n} feature rows are not a whole number of views of "
                          f"{tuple(labels.shape)} labels; stack the views as [view1; view2] and pass B labels.")
-    labels = labels.repeat(n // len(labels))  # row k is image k mod B
-    logits = features @ features.T / temperature
-    itself = torch.eye(n, dtype=torch.bool, device=features.device)
-    positive = (labels.view(-1, 1) == labels.view(1, -1)) & ~itself
-    in_denominator = torch.ones_like(itself) if include_self else ~itself
+    labels = labels.repeat(n // len(labels))  # (n,): row k is image k mod B
+    logits = features @ features.T / temperature  # (n, n): every anchor's cosine similarity to every row, / T
+    itself = torch.eye(n, dtype=torch.bool, device=features.device)  # (n, n): each anchor with itself
+    positive = (labels.view(-1, 1) == labels.view(1, -1)) & ~itself  # (n, n): same label, another row
+    in_denominator = torch.ones_like(itself) if include_self else ~itself  # (n, n): the softmax's terms
     # left-out entries become -inf before exp, so they give exp = 0 and a zero gradient (a 0/1 mask multiplied
     # after exp would meet exp(large) = inf and make 0 * inf = NaN)
-    kept = logits.masked_fill(~in_denominator, float("-inf"))
+    kept = logits.masked_fill(~in_denominator, float("-inf"))  # (n, n)
     # subtract each row's largest kept logit so exp stays finite at any temperature; it cancels in the
     # log-softmax, so no gradient needs to flow through it, and the sum holds a 1, so its log is finite
-    row_max = kept.amax(1, keepdim=True).detach()
-    log_denominator = (kept - row_max).exp().sum(1, keepdim=True).log() + row_max
-    log_prob = logits - log_denominator
+    row_max = kept.amax(1, keepdim=True).detach()  # (n, 1)
+    log_denominator = (kept - row_max).exp().sum(1, keepdim=True).log() + row_max  # (n, 1)
+    log_prob = logits - log_denominator  # (n, n): log-softmax of each row over its denominator's terms
     # an anchor without a positive (possible with one view only) gets 0 / 1 and still counts in the mean, as in
     # Khosla et al.'s SupConLoss (HobbitLong/SupContrast, its mask_pos_pairs guard); tensors only, no GPU wait
-    mean_positive = (log_prob * positive).sum(1) / positive.sum(1).clamp_min(1)
-    return (-(temperature / base_temperature) * mean_positive).mean()
+    mean_positive = (log_prob * positive).sum(1) / positive.sum(1).clamp_min(1)  # (n,): per anchor
+    return (-(temperature / base_temperature) * mean_positive).mean()  # (): the mean over the n anchors
 
 
 class ProjectionHead(nn.Module):
