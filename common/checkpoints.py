@@ -85,9 +85,9 @@ def save_epoch(folder: Path, state: dict, best: dict = None) -> None:
 
 
 def finish(folder: Path) -> None:
-    """A finished run resumes from nothing: keep only last.pt and best.pt."""
-    for name in ("prev.pt", "best-prev.pt"):
-        (folder / name).unlink(missing_ok=True)
+    """A finished run resumes from nothing: keep only last.pt and best.pt (files set aside as *.corrupt go too)."""
+    for path in [folder / "prev.pt", folder / "best-prev.pt", *folder.glob("*.corrupt")]:
+        path.unlink(missing_ok=True)
 
 
 def best_weights(folder: Path, epoch: int, device):

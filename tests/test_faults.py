@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from common import recipes, train
+from common.checkpoints import saved_epoch
 from common.experiment import run_experiment
 
 EPOCHS = 8
@@ -59,9 +60,10 @@ def test_truncated_last_checkpoint_resumes_from_the_previous_one(reference, tmp_
     rerun(tmp_path, monkeypatch)
     last = checkpoints(tmp_path) / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])  # cut short, as by a full disk or a crash mid-write
-    with pytest.warns(UserWarning, match=r"last\.pt is unreadable.*previous checkpoint"):
+    with pytest.warns(UserWarning, match=r"last\.pt is unreadable.*moved to last\.pt\.corrupt.*previous checkpoint"):
         row = rerun(tmp_path, monkeypatch)
-    assert (checkpoints(tmp_path) / "last.pt.corrupt").exists()
+    # set aside while the run resumed; the finished run keeps only its two checkpoints
+    assert sorted(p.name for p in checkpoints(tmp_path).iterdir()) == ["best.pt", "last.pt"]
     assert {k: row[k] for k in METRICS} == {k: reference[k] for k in METRICS}
 
 
@@ -74,11 +76,11 @@ def test_every_checkpoint_corrupt_starts_afresh_and_never_crashes(reference, tmp
     assert {k: row[k] for k in METRICS} == {k: reference[k] for k in METRICS}
 
 
-def wait_for(path: Path, process, timeout: float = 120) -> float:
-    """The time at which `path` appeared while `process` ran."""
+def wait_for_epoch(folder: Path, epoch: int, process, timeout: float = 120) -> float:
+    """The time at which folder/last.pt held `epoch` (its save complete, not just begun) while `process` ran."""
     deadline = time.time() + timeout
-    while not path.exists():
-        assert process.poll() is None and time.time() < deadline, f"the run ended before writing {path.name}"
+    while (saved_epoch(folder / "last.pt") or 0) < epoch:
+        assert process.poll() is None and time.time() < deadline, f"the run ended before saving epoch {epoch}"
         time.sleep(0.005)
     return time.time()
 
@@ -98,8 +100,9 @@ def test_sigkill_at_a_random_moment_then_rerun_ends_as_the_uninterrupted_run(ref
            "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     process = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
-        first = wait_for(checkpoints(tmp_path) / "last.pt", process)  # epoch 1 saved
-        second = wait_for(checkpoints(tmp_path) / "prev.pt", process)  # epoch 2 saved: one epoch's duration
+        first = wait_for_epoch(checkpoints(tmp_path), 1, process)
+        # epoch 2 saved: one epoch's duration (prev.pt appears when its save begins: a kill then left epoch 1)
+        second = wait_for_epoch(checkpoints(tmp_path), 2, process)
         # anywhere in the epoch after, mid-step or mid-save: however fast the machine, epochs are left
         time.sleep(random.Random().uniform(0, 1) * (second - first))
         process.send_signal(signal.SIGKILL)
