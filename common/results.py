@@ -3,7 +3,9 @@
 import contextlib
 import csv
 import fcntl
+import glob
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -60,7 +62,10 @@ def atomic_path(path: Path):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _remove_temps_of_dead_writers(path)
+        # named by machine and process, so a later writer knows a killed one's file from a live one's
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.~{socket.gethostname()}~{os.getpid()}~", suffix=".tmp",
+                                   dir=path.parent)
         os.close(fd)
     except OSError as err:
         raise _write_error(path, err) from None
@@ -73,6 +78,25 @@ def atomic_path(path: Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _remove_temps_of_dead_writers(path: Path) -> None:
+    """Delete the temp files beside `path` whose writer, a process of this machine, is gone (killed mid-write)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.~{glob.escape(socket.gethostname())}~*~*.tmp"):
+        pid = tmp.name.rsplit("~", 2)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):  # the write's own error, if any, is the one to report
+                tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _umask() -> int:

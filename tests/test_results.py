@@ -3,7 +3,11 @@
 import errno
 import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import textwrap
 
 import pandas as pd
 import pytest
@@ -89,6 +93,32 @@ def test_a_row_of_another_schema_is_refused_naming_the_file_and_line_and_nothing
     assert path.read_bytes() == before
     with pytest.raises(results.ResultsReadError, match="line 2"):
         read_results(path)
+
+
+@pytest.mark.parametrize("target", ["results/01_basic_vgg.csv", "figures/run.png"])
+def test_temp_files_of_killed_writers_go_and_a_live_writers_stay(tmp_path, target):
+    path = tmp_path / target
+    killed = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from common.results import atomic_path
+        with atomic_path({str(path)!r}) as tmp:
+            tmp.write_text("half a file")
+            print("writing", flush=True)
+            time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline() == "writing\n"
+    killed.kill()
+    killed.wait()
+    (left,) = path.parent.glob(".*.tmp")  # what the killed writer left
+    live = path.parent / f".{path.name}.~{socket.gethostname()}~{os.getpid()}~inflight.tmp"  # a writer still at work
+    live.write_text("being written")
+    if path.suffix == ".csv":
+        upsert_result(path, row("a"))
+    else:
+        from matplotlib.figure import Figure
+
+        results.save_figure(Figure(), path)
+    assert not left.exists() and live.exists() and path.exists()
 
 
 def test_concurrent_upserts_lose_no_row(tmp_path):
