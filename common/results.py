@@ -83,20 +83,13 @@ def atomic_path(path: Path):
 def _remove_temps_of_dead_writers(path: Path) -> None:
     """Delete the temp files beside `path` whose writer, a process of this machine, is gone (killed mid-write)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.~{glob.escape(socket.gethostname())}~*~*.tmp"):
-        pid = tmp.name.rsplit("~", 2)[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        try:
+            os.kill(int(tmp.name.rsplit("~", 2)[1]), 0)  # signal 0 only asks whether the writer still runs
+        except ProcessLookupError:
             with contextlib.suppress(OSError):  # the write's own error, if any, is the one to report
                 tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        except (ValueError, OSError):  # not a process id, or another user's live process
+            pass
 
 
 def _umask() -> int:
