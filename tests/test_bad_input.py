@@ -138,9 +138,9 @@ def test_a_results_file_this_repository_did_not_write_is_named_and_left_alone(tm
     assert path.read_text() == content
 
 
-@pytest.mark.parametrize("epochs, seed, named", [(2.5, 0, "EPOCHS = 2.5"), (0, 0, "EPOCHS = 0"), ("3", 0, "EPOCHS = '3'"),
-                                                  (None, "abc", "SEED = 'abc'"), (None, -1, "SEED = -1"),
-                                                  (None, 1.0, "SEED = 1.0")])
+@pytest.mark.parametrize("epochs, seed, named", [(2.5, 0, "EPOCHS = 2.5"), (0, 0, "EPOCHS = 0"),
+                                                  ("3", 0, "EPOCHS = '3'"), (None, "abc", "SEED = 'abc'"),
+                                                  (None, -1, "SEED = -1"), (None, 1.0, "SEED = 1.0")])
 def test_notebook_parameters_no_run_could_use_are_refused_in_one_sentence(epochs, seed, named):
     with pytest.raises(ValueError) as err:
         notebook.setup("smoke", epochs=epochs, seed=seed)

@@ -498,7 +498,7 @@ def test_loader_rejects_mismatched_inputs():
 def test_an_unwritable_data_folder_configures_and_loads_without_caching(image_tree, tmp_path, monkeypatch):
     root, expected = image_tree
     blocked = tmp_path / "data"
-    blocked.write_text("a file where the data folder should be")  # nothing can be written under it, as read-only or full
+    blocked.write_text("a file where the data folder should be")  # nothing can be written under it, as if read-only
     monkeypatch.setenv("REPRO_DATA", str(blocked))
     cfg = recipes.level_e("basic", source=f"imagefolder:{root}")  # the identity is taken at config time
     assert cfg.source == "imagefolder:" + data.folder_identity(root)

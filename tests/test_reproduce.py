@@ -178,7 +178,8 @@ def test_every_notebook_that_trains_declares_every_switch_of_the_command():
 
 def test_a_relative_root_is_the_folder_the_command_was_typed_in_for_every_notebook(root, monkeypatch):
     marker = root / "root.txt"
-    write_notebook(root / "notebooks" / "01_a.ipynb", f"import os; open({str(marker)!r}, 'w').write(os.environ['REPRO_ROOT'])")
+    write_notebook(root / "notebooks" / "01_a.ipynb",
+                   f"import os; open({str(marker)!r}, 'w').write(os.environ['REPRO_ROOT'])")
     monkeypatch.chdir(root)
     monkeypatch.setenv("REPRO_ROOT", "out")  # the kernel runs in notebooks/: there "out" would be notebooks/out
     assert reproduce.main(["--profile", "smoke"]) == 0
