@@ -1,6 +1,6 @@
 """Shared code of the report's notebooks: data, models, training, results."""
 
-from .denormals import flush_denormals
+from .device import flush_denormals
 
 # before torch starts its CPU worker threads, so that every one of them inherits flush-to-zero
 flush_denormals()

@@ -297,9 +297,9 @@ def op(name: str, **params) -> dict:
 
 
 def build_augment(spec):
-    """An op chain from a spec, a sequence of op(...) steps such as LEVEL_A_AUGMENT; None for none.
+    """An op chain from a spec, a sequence of op(...) steps (common.recipes holds the report's); None for none.
 
-    A spec of specs, such as (SUPCON_VIEW1, SUPCON_VIEW2), gives one view per spec, stacked (see Views).
+    A spec of specs, such as (SUPCON_VIEW1, SUPCON_VIEW2) of common.recipes, gives one view per spec, stacked (see Views).
     """
     if not spec:
         return None
@@ -314,18 +314,6 @@ def build_augment(spec):
         op(step["op"], **params)  # the same checks as a recipe's own op() call
         chain.append(OPS[step["op"]](**params))
     return Compose(chain)
-
-
-LEVEL_A_AUGMENT = (op("crop", padding=4), op("flip"), op("translate", fraction=0.1),
-                   op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1), op("rotate", degrees=15),
-                   op("cutout", size=8))
-# the two views of supervised contrastive pretraining
-SUPCON_VIEW1 = (op("resized_crop", scale_low=0.08, scale_high=1.0), op("flip"),
-                op("jitter_p", p=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2),
-                op("grayscale", p=0.2), op("gaussian_blur", kernel=3, sigma_low=0.1, sigma_high=2.0))
-SUPCON_VIEW2 = (op("resized_crop", scale_low=0.2, scale_high=1.0), op("flip"),
-                op("jitter_p", p=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
-                op("grayscale", p=0.1), op("cutout", size=8))
 
 
 def normalize(x, mean, std):

@@ -13,7 +13,8 @@ from torch import nn
 
 from . import checkpoints, results
 from .config import RunConfig
-from .experiment import build_for, load_split, make_loaders, pick_device
+from .device import pick_device
+from .experiment import build_for, load_split, make_loaders
 from .supcon import supcon_loss
 
 EncoderMissing = checkpoints.CheckpointMissing  # stage 2 started before its encoder was pretrained

@@ -20,30 +20,16 @@ from . import checkpoints, data, distributed, launch, predictions, results, viz
 from .augment import build_augment
 from .config import Execution, RunConfig
 from .coteaching import CoTeachingPair
+from .device import NoGPU, autocast_dtype, pick_device, precision_name, use_channels_last  # noqa: F401 (NoGPU: re-exported)
 from .loader import DeviceLoader
 from .models import build_model, count_parameters
 from .noise import add_label_noise
 from .results import RunResult
-from .train import Loaders, autocast_dtype, evaluate, fit, precision_name, use_channels_last
-
-
-class NoGPU(RuntimeError):
-    """A full-profile run was started without a GPU."""
+from .train import Loaders, evaluate, fit
 
 
 class RunBusy(RuntimeError):
     """Another process is training this very run."""
-
-
-def pick_device(profile: str, allow_cpu: bool = False) -> torch.device:
-    """CUDA when present (this process's GPU under torchrun); the full profile refuses the CPU unless allowed."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    if profile == "full" and not allow_cpu:
-        raise NoGPU("The full profile needs a GPU and none was found: run on a GPU machine or in Colab "
-                    "(Runtime > Change runtime type > GPU), use the smoke profile (PROFILE='smoke'), or set "
-                    "ALLOW_CPU = True (REPRO_ALLOW_CPU=1) to train on the CPU anyway (hours per run).")
-    return torch.device("cpu")
 
 
 def load_split(cfg: RunConfig) -> data.Split:

@@ -4,7 +4,7 @@ full:  the recipe of docs/recipes.md on the real data set.
 smoke: the same code path on generated CIFAR-shaped data, a few hundred images, 2 epochs.
 """
 
-from .augment import LEVEL_A_AUGMENT, SUPCON_VIEW1, SUPCON_VIEW2, op
+from .augment import op
 from .config import CIFAR10_MEAN, CIFAR10_STD, HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, RunConfig
 from .paths import check_profile
 
@@ -53,6 +53,10 @@ LEVEL_E_VARIANTS = {
     # what its script ran for that row: GAP + label smoothing + Cutout, CyclicLR, no strided convs
     "combined_as_run": dict(label_smoothing=0.1, augment=CUTOUT_AUGMENT, model_options={"head": "gap"}),
 }
+# notebook 02's runs, in its order: every Level E exploration but the basic recipe (notebook 01's)
+REGULARIZATION_VARIANTS = ["ls_cutout", "warmup_cosine", "warmup_cosine_as_run", "step_decay", "step_decay_as_run",
+                           "cosine_restarts", "cosine_restarts_as_run", "strided", "gap", "no_bn", "combined",
+                           "combined_as_run"]
 
 
 def level_e(variant: str = "basic", profile: str = "full", seed: int = 0, epochs=None, source=None) -> RunConfig:
@@ -64,6 +68,9 @@ def level_e(variant: str = "basic", profile: str = "full", seed: int = 0, epochs
 
 
 # Level A (ResNet18, SE-ResNet18, ConvNeXt; ViT later): one data and training recipe, per-model optimiser.
+LEVEL_A_AUGMENT = (op("crop", padding=4), op("flip"), op("translate", fraction=0.1),
+                   op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1), op("rotate", degrees=15),
+                   op("cutout", size=8))
 LEVEL_A = dict(
     model_options={}, val_size=500,  # 49,500 train / 500 validation, seeded; the official 10,000 are the test set
     mean=CIFAR10_MEAN, std=CIFAR10_STD,  # CIFAR-10's statistics for CIFAR-100 too, as the scripts did
@@ -99,6 +106,13 @@ def level_a(model: str = "resnet18", dataset: str = "cifar10", profile: str = "f
 
 
 # Supervised contrastive pretraining on CIFAR-100, then a classifier on the frozen encoder.
+# the two views of every image in pretraining
+SUPCON_VIEW1 = (op("resized_crop", scale_low=0.08, scale_high=1.0), op("flip"),
+                op("jitter_p", p=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2),
+                op("grayscale", p=0.2), op("gaussian_blur", kernel=3, sigma_low=0.1, sigma_high=2.0))
+SUPCON_VIEW2 = (op("resized_crop", scale_low=0.2, scale_high=1.0), op("flip"),
+                op("jitter_p", p=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
+                op("grayscale", p=0.1), op("cutout", size=8))
 SUPCON_DATA = dict(dataset="cifar100", source="cifar100", num_classes=100, val_size=500,
                    mean=IMAGENET_MEAN, std=IMAGENET_STD, batch_size=256, optimizer="adamw", grad_clip=0.0)
 SUPCON_PRETRAIN = dict(

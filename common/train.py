@@ -18,7 +18,7 @@ from torch import nn
 from . import checkpoints, distributed
 from .config import Execution, RunConfig
 from .coteaching import coteaching_step, forget_rate
-from .denormals import check_flush_denormal
+from .device import autocast_dtype, check_flush_denormal, precision_name  # noqa: F401 (re-exported for fit's callers)
 from .predictions import predicted
 from .progress import progress_bar
 from .schedules import build_schedule
@@ -47,41 +47,6 @@ class FitResult:
     best_state: dict
     wall_seconds: float
     steps: list = None  # (epoch, step, lr, loss) of every step, when fit() was asked to record them
-
-
-def native_bf16(device: torch.device) -> bool:
-    """True where the device computes bf16 in hardware: CUDA compute capability 8.0 or higher (A100, H100, ...;
-    torch.cuda.is_bf16_supported also counts emulation, as on a T4 or V100), or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    cpu = getattr(torch, "cpu", None)
-    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def autocast_dtype(cfg: RunConfig, device: torch.device):
-    """The autocast dtype for this run, or None for plain fp32.
-
-    "auto" is bf16 where the device computes it natively, otherwise fp16 with a gradient scaler on CUDA and
-    fp32 on a CPU."""
-    if cfg.precision == "fp32":
-        return None
-    if cfg.precision == "auto":
-        if native_bf16(device):
-            return torch.bfloat16
-        return torch.float16 if device.type == "cuda" else None
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision='fp16' needs a GPU ({cfg.run_id} trains on the CPU): use auto, bf16 or fp32.")
-    return torch.float16 if cfg.precision == "fp16" else torch.bfloat16
-
-
-def precision_name(amp_dtype) -> str:
-    """fp32, bf16 or fp16: what a run's forward pass computed in, as its results row records it."""
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
-
-
-def use_channels_last(cfg: RunConfig, device: torch.device) -> bool:
-    """channels_last unless switched off: the fast conv layout on CUDA, and faster on a CPU too (see the README)."""
-    return cfg.channels_last != "off"
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:

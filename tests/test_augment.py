@@ -8,11 +8,12 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torchvision.transforms.v2 import functional as TF
 
-from common.augment import (LEVEL_A_AUGMENT, ColorJitter, Compose, Cutout, RandomCrop, RandomFlip,
-                            RandomRotation, RandomTranslate, build_augment, normalize, op)
+from common.augment import (ColorJitter, Compose, Cutout, RandomCrop, RandomFlip, RandomRotation, RandomTranslate,
+                            build_augment, normalize, op)
 from common.imageops import (adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, hsv_to_rgb,
                              rgb_to_hsv, rotate)
 from common.loader import DeviceLoader
+from common.recipes import LEVEL_A_AUGMENT
 
 TV_OPS = {adjust_brightness: TF.adjust_brightness, adjust_contrast: TF.adjust_contrast,
           adjust_saturation: TF.adjust_saturation, adjust_hue: TF.adjust_hue}

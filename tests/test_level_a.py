@@ -8,7 +8,6 @@ from torch import nn
 from torchvision.ops import SqueezeExcitation, StochasticDepth
 
 from common import paths, recipes, summary
-from common.augment import LEVEL_A_AUGMENT
 from common.config import CIFAR10_MEAN, CIFAR10_STD
 from common.models import build_model, count_parameters
 
@@ -129,7 +128,7 @@ def test_level_a_recipe_is_the_reports():
     assert (cfg.experiment, cfg.model, cfg.source, cfg.dataset) == ("a_convnext", "convnext", "cifar100", "cifar100")
     assert cfg.num_classes == 100 and cfg.val_size == 500 and cfg.seed == 42
     assert cfg.mean == CIFAR10_MEAN and cfg.std == CIFAR10_STD  # CIFAR-10 statistics for CIFAR-100 too
-    assert cfg.augment == LEVEL_A_AUGMENT and cfg.label_smoothing == 0.1
+    assert cfg.augment == recipes.LEVEL_A_AUGMENT and cfg.label_smoothing == 0.1
     assert (cfg.batch_size, cfg.epochs, cfg.optimizer, cfg.lr, cfg.weight_decay) == (256, 50, "adamw", 1e-3, 0.05)
     assert cfg.schedule == {"name": "cosine"}
     resnet = recipes.level_a("resnet18", "cifar10")
