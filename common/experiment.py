@@ -25,7 +25,7 @@ from .loader import DeviceLoader
 from .models import build_model, count_parameters
 from .noise import add_label_noise
 from .results import RunResult
-from .train import Loaders, evaluate, fit
+from .train import Loaders, Trainer, evaluate, fit
 
 
 class RunBusy(RuntimeError):
@@ -194,15 +194,21 @@ def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force
 
 
 def trace_steps(cfg: RunConfig, min_steps: int = 1, allow_cpu: bool = False) -> pd.DataFrame:
-    """Train the first whole epochs of a run that hold at least `min_steps` steps (its full schedule,
-    no checkpoint, nothing recorded) and return every step's learning rate and training loss."""
+    """Train the first whole epochs of a run that hold at least `min_steps` steps, as fit does (its full
+    schedule; no checkpoint, nothing recorded), and return every step's learning rate and training loss."""
     device = pick_device(cfg.profile, allow_cpu)
-    loaders = make_loaders(cfg, load_split(cfg), device)
-    epochs = -(-min_steps // len(loaders.train))
-    outcome = fit(build_for(cfg, device), loaders, cfg, progress=False, stop_after=epochs, record_steps=True)
-    trace = pd.DataFrame(outcome.steps, columns=["epoch", "step", "lr", "loss"])
-    trace["step"] = (trace["epoch"] - 1) * len(loaders.train) + trace["step"]
-    return trace
+    loader = make_loaders(cfg, load_split(cfg), device).train
+    trainer = Trainer(build_for(cfg, device), cfg, len(loader), autocast_dtype(cfg, device), Execution())
+    steps = []
+    for epoch in range(1, -(-min_steps // len(loader)) + 1):
+        trainer.begin_epoch(loader, epoch)
+        for images, labels, *clean in loader:
+            lr = trainer.lr()  # the rate this step uses, before a batch schedule moves it
+            _, loss = trainer.step(images, labels, clean[0] if clean else None, epoch)
+            steps.append((epoch, len(steps) + 1, lr, loss))
+        trainer.end_epoch()
+    return pd.DataFrame([(epoch, step, lr, loss.item()) for epoch, step, lr, loss in steps],
+                        columns=["epoch", "step", "lr", "loss"])
 
 
 def worker(argv=None) -> None:

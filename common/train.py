@@ -1,8 +1,8 @@
 """fit() and evaluate(): the training loop with checkpoints, resume, mixed precision and a NaN guard.
 
 fit() reads as one loop: resume from the newest checkpoint, then per epoch train, evaluate, keep the best
-epoch and checkpoint. What one step computes (cross-entropy, SupCon, Co-teaching) is chosen once, as a step
-object; _Trainer holds the optimiser, schedule and scaler around it.
+epoch and checkpoint. What a step computes is a plain function per loss (cross-entropy, SupCon, Co-teaching);
+Trainer.step runs one step around it (forward and loss, backward and update, schedule).
 """
 
 import contextlib
@@ -46,7 +46,6 @@ class FitResult:
     best_epoch: int
     best_state: dict
     wall_seconds: float
-    steps: list = None  # (epoch, step, lr, loss) of every step, when fit() was asked to record them
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -92,21 +91,20 @@ def evaluate(model: nn.Module, loader, amp_dtype=None, keep_predictions: bool = 
 
 
 def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None, *, progress: bool = True,
-        execution: Execution = None, stop_after: int = None, record_steps: bool = False) -> FitResult:
+        execution: Execution = None, stop_after: int = None) -> FitResult:
     """Train `model` as `cfg` says; checkpoint in `checkpoint_dir` (every epoch on a CPU) and resume from it.
 
     With cfg.monitor_test the test loader adds test metrics to every epoch's history (curves only: the best
     epoch is chosen on validation). `execution` sets torch.compile and, under torchrun, synchronised BatchNorm
     (every process trains its share of each batch; only the main one writes) and how much of the run's time
     checkpoints may take (on a GPU 2 % unless it says otherwise). `stop_after` ends the run after
-    that epoch of its configured schedule (as an interruption would; the next call resumes it), and
-    `record_steps` keeps every step's lr and loss, for diagnostics.
+    that epoch of its configured schedule, as an interruption would (the next call resumes it).
     """
     device = next(model.parameters()).device
     execution = execution or Execution()
     _prepare(device, loaders.train)
     amp_dtype = autocast_dtype(cfg, device)
-    trainer = _Trainer(model, cfg, len(loaders.train), amp_dtype, execution)
+    trainer = Trainer(model, cfg, len(loaders.train), amp_dtype, execution)
     main = distributed.is_main()
     # validation scores classes; a contrastive pretraining run has none, so its final epoch is kept
     selects = loaders.val is not None and len(loaders.val.y) > 0 and cfg.loss == "cross_entropy"
@@ -121,10 +119,8 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
                        disable=not (progress and main))
     for epoch in range(run.epoch + 1, last_epoch + 1):
         started = time.perf_counter()
-        # 2. one epoch of training; dropout draws depend on the epoch (and the process) only, so resume is exact
-        torch.manual_seed(derive_seed(cfg.seed, epoch, "dropout", distributed.rank()))
-        loaders.train.set_epoch(epoch)
-        row = trainer.train_epoch(loaders.train, epoch, bar, folder, record_steps)
+        # 2. one epoch of training
+        row = trainer.train_epoch(loaders.train, epoch, bar, folder)
         # 3. evaluation, on validation (to choose the best epoch) and, for the curves only, on test
         row["val_loss"], row["val_acc"] = evaluate(model, loaders.val, amp_dtype) if selects else (math.nan, math.nan)
         row["test_loss"], row["test_acc"] = (evaluate(model, loaders.test, amp_dtype)
@@ -160,7 +156,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
     if not selects or run.best_state is None:
         run.best_state = _copy(model.state_dict())
         run.best["epoch"] = run.best["epoch"] or len(run.history)
-    return FitResult(run.history, run.best["epoch"], run.best_state, run.wall, trainer.steps if record_steps else None)
+    return FitResult(run.history, run.best["epoch"], run.best_state, run.wall)
 
 
 GPU_CHECKPOINT_SHARE = 0.02  # a GPU epoch takes seconds: checkpointing each one would cost several per cent
@@ -233,55 +229,36 @@ def _resume(trainer, cfg: RunConfig, folder, selects: bool, device) -> _RunState
     return run
 
 
-class _CrossEntropyStep:
-    """Cross-entropy (with the run's label smoothing) on the network's logits."""
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=trainer.cfg.label_smoothing)
-
-    def __call__(self, images, labels, clean):
-        """The loss to optimise, the epoch's counts, and the loss to record."""
-        logits = self.trainer.net(images)
-        loss = self.criterion(logits.float(), labels)
-        return loss, _counts(logits, labels, clean), loss.detach()
+def cross_entropy_step(net, images, labels, clean, label_smoothing: float):
+    """Cross-entropy (with the run's label smoothing) on the network's logits: the loss to optimise, the epoch's
+    counts and the loss to record."""
+    logits = net(images)
+    loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+    return loss, _counts(logits, labels, clean), loss.detach()
 
 
-class _SupConStep:
-    """The supervised contrastive loss on the projections of every view, stacked view by view."""
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-        self.include_self = trainer.cfg.loss == "supcon_with_self"
-
-    def __call__(self, images, labels, clean):
-        features = self.trainer.net(images).float()
-        if self.trainer.shares is not None:  # contrast with the whole batch, as one process would, not a share
-            features, labels = distributed.gather_batch(features, labels, self.trainer.shares)
-        loss = supcon_loss(features, labels, self.trainer.cfg.temperature, include_self=self.include_self)
-        return loss, {}, loss.detach()
+def supcon_step(net, images, labels, temperature: float, include_self: bool, shares=None):
+    """The supervised contrastive loss on the projections of every view, stacked view by view; under DDP
+    (`shares`: every process's share of the batch) over the whole batch, as one process would contrast it."""
+    features = net(images).float()
+    if shares is not None:
+        features, labels = distributed.gather_batch(features, labels, shares)
+    loss = supcon_loss(features, labels, temperature, include_self=include_self)
+    return loss, {}, loss.detach()
 
 
-class _CoTeachingStep:
-    """Two networks, each updated on the small-loss samples the other keeps (common.coteaching). The networks
-    train eagerly: the step calls them directly, never the compiled or data-parallel wrapper, so `compile`
-    changes nothing for these runs."""
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-        self.settings = trainer.cfg.coteaching
-
-    def __call__(self, images, labels, clean):
-        trainer = self.trainer
-        rate = forget_rate(trainer.epoch, self.settings["forget_rate"], self.settings.get("ramp_epochs", 0))
-        step = coteaching_step(trainer.model, images, labels, rate, trainer.cfg.label_smoothing)
-        counts = _counts(step.logits, labels, clean)
-        counts["kept"] = torch.full((), len(step.picks1), device=trainer.device)
-        if clean is not None:  # how many of each network's picks carry their true label
-            counts["kept_clean_1"] = (labels[step.picks1] == clean[step.picks1]).sum()
-            counts["kept_clean_2"] = (labels[step.picks2] == clean[step.picks2]).sum()
-        # the sum trains both networks (they share no weights); the record is one network's loss, as elsewhere
-        return step.loss, counts, step.per_network_loss
+def coteaching_pair_step(pair, images, labels, clean, rate: float, label_smoothing: float):
+    """Both networks of a Co-teaching pair, each on the small-loss samples the other keeps (common.coteaching),
+    with how many of each network's picks carry their true label. The step takes the pair itself, never the
+    compiled or data-parallel wrapper: Co-teaching trains eagerly, and `compile` changes nothing for it."""
+    step = coteaching_step(pair, images, labels, rate, label_smoothing)
+    counts = _counts(step.logits, labels, clean)
+    counts["kept"] = torch.full((), len(step.picks1), device=images.device)
+    if clean is not None:
+        counts["kept_clean_1"] = (labels[step.picks1] == clean[step.picks1]).sum()
+        counts["kept_clean_2"] = (labels[step.picks2] == clean[step.picks2]).sum()
+    # the sum trains both networks (they share no weights); the record is one network's loss, as elsewhere
+    return step.loss, counts, step.per_network_loss
 
 
 def _counts(logits, labels, clean) -> dict:
@@ -293,8 +270,8 @@ def _counts(logits, labels, clean) -> dict:
     return counts
 
 
-class _Trainer:
-    """The model with its optimiser, schedule, grad scaler and step: one epoch of steps at a time."""
+class Trainer:
+    """The model with its optimiser, schedule and grad scaler: one training step, or one epoch of them, at a time."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, steps_per_epoch: int, amp_dtype, execution: Execution):
         self.model, self.cfg, self.amp_dtype = model, cfg, amp_dtype
@@ -304,18 +281,13 @@ class _Trainer:
                              "which each process would see only a share of; train it on one GPU.")
         # what the steps call: DDP averages gradients over the processes; the checkpoints keep self.model's keys
         self.net = distributed.wrap(model, execution.sync_bn)
-        self.warmup = _CompileClock(self.device) if execution.compile else None  # kept across epochs
+        self.compile_timer = _CompileTimer(self.device, execution.compile)  # kept across epochs
         if execution.compile:  # static shapes: the uneven last batch gets a graph of its own, not a dynamic one
             self.net = torch.compile(self.net, dynamic=False)
         self.optimizer = build_optimizer(model, cfg)
         self.schedule = build_schedule(self.optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
-        step = _CoTeachingStep if cfg.coteaching else _SupConStep if cfg.loss != "cross_entropy" else _CrossEntropyStep
-        self.step = step(self)
         self.contrastive = cfg.loss != "cross_entropy"
-        self.epoch = 1  # set by train_epoch; Co-teaching's forget rate depends on it
-        self.shares = None  # under DDP, every process's share of the current batch (set by train_epoch)
-        self.steps = []  # (epoch, step, lr, loss) of every step, when train_epoch is asked to record them
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -332,69 +304,112 @@ class _Trainer:
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
 
-    def train_epoch(self, loader, epoch: int, bar, checkpoint_dir, record_steps: bool) -> dict:
-        """One pass over `loader`: its history row's training metrics, lr and seconds.
+    def loss(self, images, labels, clean, epoch: int, shares=None):
+        """The run's step (cross-entropy, SupCon or Co-teaching) on a batch: the loss to optimise, the epoch's
+        counts and the loss to record."""
+        cfg = self.cfg
+        if cfg.coteaching:
+            rate = forget_rate(epoch, cfg.coteaching["forget_rate"], cfg.coteaching.get("ramp_epochs", 0))
+            return coteaching_pair_step(self.model, images, labels, clean, rate, cfg.label_smoothing)
+        if self.contrastive:
+            return supcon_step(self.net, images, labels, cfg.temperature, cfg.loss == "supcon_with_self", shares)
+        return cross_entropy_step(self.net, images, labels, clean, cfg.label_smoothing)
 
-        Nothing in the loop waits on the GPU: metrics are summed on the device and read once, at the end
-        of the epoch; the NaN guard looks every CHECK_EVERY steps at a copy started at its previous look.
-        """
-        started = time.perf_counter()
-        device, steps = self.device, len(loader)
-        self.epoch, lr = epoch, self.lr()
-        loss_sum = torch.zeros((), device=device)
-        sums = {}
-        guard = _FiniteGuard(device, epoch, checkpoint_dir)
-        # a process's share of an uneven last batch is weighted so that DDP's average is the batch's mean; a
-        # contrastive loss is already the whole batch's (every process computes it over the gathered batch)
-        shared = getattr(loader, "world_size", 1) > 1
-        weights = loader.shard_weights() if shared and not self.contrastive else None
-        shares = loader.share_sizes() if shared and self.contrastive else None
-        warmup = self.warmup
-        compiled_before = warmup.seconds if warmup else 0.0
-        count, step_lrs, step_losses = 0, [], []
-        for step, (images, labels, *clean) in enumerate(loader, start=1):
-            if warmup:
-                warmup.start(images)
-            if shares:
-                self.shares = shares[step - 1]
-            with _autocast(device, self.amp_dtype):
-                loss, counts, recorded = self.step(images, labels, clean[0] if clean else None)
+    def begin_epoch(self, loader, epoch: int) -> None:
+        """Seed the epoch's dropout draws and the loader's batches: both depend on the epoch (and the process)
+        only, so a resumed run draws what an uninterrupted one would."""
+        torch.manual_seed(derive_seed(self.cfg.seed, epoch, "dropout", distributed.rank()))
+        loader.set_epoch(epoch)
+
+    def step(self, images, labels, clean, epoch: int, shares=None, weight: float = 1.0) -> tuple:
+        """One training step on a batch; the epoch's counts and the loss to record, both left on the device.
+
+        `weight` scales this process's loss (under DDP an uneven last batch's shares are weighted so that the
+        averaged gradient is the batch's mean); `shares` is every process's share, for a contrastive loss."""
+        with self.compile_timer.timing(images):
+            # forward and loss
+            with _autocast(self.device, self.amp_dtype):
+                loss, counts, recorded = self.loss(images, labels, clean, epoch, shares)
+            # backward and update
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss if weights is None or weights[step - 1] == 1 else loss * weights[step - 1]).backward()
+            self.scaler.scale(loss if weight == 1 else loss * weight).backward()
             if self.cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            if warmup:
-                warmup.stop()
-            if record_steps:  # the lr this step used; losses stay on the device until the epoch ends
-                step_lrs.append(self.lr())
-                step_losses.append(recorded)
-            if self.schedule.unit == "batch":
-                self.schedule.scheduler.step()
+        # schedule: the schedules written in steps move after every batch
+        if self.schedule.unit == "batch":
+            self.schedule.scheduler.step()
+        return counts, recorded
+
+    def end_epoch(self) -> None:
+        """The step of a schedule written in epochs."""
+        if self.schedule.unit == "epoch":
+            self.schedule.scheduler.step()
+
+    def train_epoch(self, loader, epoch: int, bar, checkpoint_dir) -> dict:
+        """One pass over `loader`: its history row's training metrics, lr and seconds.
+
+        Nothing in the loop waits on the GPU: metrics are summed on the device and read once, at the end
+        of the epoch; the NaN guard looks every CHECK_EVERY steps at a copy started at its previous look.
+        """
+        started, lr, steps, compiled = time.perf_counter(), self.lr(), len(loader), self.compile_timer.seconds
+        self.begin_epoch(loader, epoch)
+        weights, shares = self._shares(loader)
+        sums, guard = _EpochSums(self.device), _FiniteGuard(self.device, epoch, checkpoint_dir)
+        for step, (images, labels, *clean) in enumerate(loader, start=1):
+            # step: forward and loss, backward and update, schedule
+            counts, recorded = self.step(images, labels, clean[0] if clean else None, epoch,
+                                         shares[step - 1] if shares else None, weights[step - 1] if weights else 1.0)
+            # bookkeeping, on the device: the epoch's sums, the NaN guard, now and then the progress bar
             guard.observe(recorded, step)
-            loss_sum += recorded * len(labels)
-            for key, value in counts.items():
-                sums[key] = sums[key] + value if key in sums else value
-            count += len(labels)
+            sums.add(recorded, counts, len(labels))
             if step % CHECK_EVERY == 0:
                 guard.poll()
                 bar.update(step - (bar.n - (epoch - 1) * steps))
+        # end of epoch: the bar, the NaN guard's answer, the epoch schedule, the totals (reading them waits for
+        # the GPU, so the clock is right); a compiled run's compilation is counted apart
         bar.update(steps - (bar.n - (epoch - 1) * steps))
         guard.check()
-        if self.schedule.unit == "epoch":
-            self.schedule.scheduler.step()
-        if record_steps:
-            self.steps += [(epoch, i, lr, value) for i, (lr, value) in
-                           enumerate(zip(step_lrs, torch.stack(step_losses).tolist()), start=1)]
-        totals = distributed.sum_across({"loss": loss_sum, "count": torch.tensor(float(count), device=device), **sums})
+        self.end_epoch()
+        metrics = sums.metrics()
+        compiling = self.compile_timer.seconds - compiled
+        return {"epoch": epoch, **metrics, "lr": lr, "train_seconds": time.perf_counter() - started - compiling,
+                "compile_seconds": compiling if self.compile_timer.enabled else math.nan}
+
+    def _shares(self, loader) -> tuple:
+        """Under DDP, per batch: the weight of this process's loss, or for a contrastive loss (already the whole
+        batch's, over the gathered batch) every process's share; (None, None) in one process."""
+        if getattr(loader, "world_size", 1) == 1:
+            return None, None
+        return (None, loader.share_sizes()) if self.contrastive else (loader.shard_weights(), None)
+
+
+class _EpochSums:
+    """An epoch's training loss and counts, summed on the device step by step and read once at its end."""
+
+    def __init__(self, device):
+        self.device, self.loss, self.counts, self.images = device, torch.zeros((), device=device), {}, 0
+
+    def add(self, recorded, counts: dict, images: int) -> None:
+        self.loss += recorded * images
+        for key, value in counts.items():
+            self.counts[key] = self.counts[key] + value if key in self.counts else value
+        self.images += images
+
+    def metrics(self) -> dict:
+        """The epoch's training metrics over every process; NaN where a run has no such thing."""
+        images = torch.tensor(float(self.images), device=self.device)
+        totals = distributed.sum_across({"loss": self.loss, "count": images, **self.counts})
         totals = {k: v.item() for k, v in totals.items()}
-        # reading the totals waited for the GPU, so the clock is right; a compiled run's warm-up is counted apart
-        compile_seconds = warmup.seconds - compiled_before if warmup else math.nan
-        return {"epoch": epoch, **_epoch_metrics(totals.pop("loss"), totals, int(totals.pop("count"))), "lr": lr,
-                "train_seconds": time.perf_counter() - started - (0.0 if math.isnan(compile_seconds) else compile_seconds),
-                "compile_seconds": compile_seconds}
+
+        def share(key, total):
+            return totals[key] / total if key in totals and total else math.nan
+        return {"train_loss": totals["loss"] / totals["count"], "train_acc": share("correct", totals["count"]),
+                "train_acc_clean": share("correct_clean", totals["count"]),
+                "label_precision_1": share("kept_clean_1", totals.get("kept")),
+                "label_precision_2": share("kept_clean_2", totals.get("kept"))}
 
 
 class _FiniteGuard:
@@ -427,37 +442,29 @@ class _FiniteGuard:
         _check_finite(self.first_bad, self.epoch, self.checkpoint_dir)
 
 
-class _CompileClock:
-    """The seconds a compiled run spends in steps with an input shape it has not compiled yet (its warm-up)."""
+class _CompileTimer:
+    """The seconds a compiled run spends in steps with an input shape it has not compiled yet: its compilation,
+    recorded apart from the training time (as compile_seconds)."""
 
-    def __init__(self, device):
-        self.device, self.shapes, self.seconds, self.began = device, set(), 0.0, None
+    def __init__(self, device, enabled: bool):
+        self.device, self.enabled, self.shapes, self.seconds = device, enabled, set(), 0.0
 
-    def start(self, images) -> None:
-        if tuple(images.shape) not in self.shapes:  # a new shape compiles: time this step on its own
+    @contextlib.contextmanager
+    def timing(self, images):
+        """Around one step: its seconds count as compilation when its input shape is new (synchronised on a GPU)."""
+        new = self.enabled and tuple(images.shape) not in self.shapes
+        if new:
             self.shapes.add(tuple(images.shape))
             self._sync()
-            self.began = time.perf_counter()
-
-    def stop(self) -> None:
-        if self.began is not None:
+            began = time.perf_counter()
+        yield
+        if new:
             self._sync()
-            self.seconds += time.perf_counter() - self.began
-            self.began = None
+            self.seconds += time.perf_counter() - began
 
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-def _epoch_metrics(loss_sum: float, sums: dict, count: int) -> dict:
-    """An epoch's training metrics from its summed counts; NaN where a run has no such thing."""
-    def share(key, total):
-        return sums[key] / total if key in sums and total else math.nan
-    return {"train_loss": loss_sum / count, "train_acc": share("correct", count),
-            "train_acc_clean": share("correct_clean", count),
-            "label_precision_1": share("kept_clean_1", sums.get("kept")),
-            "label_precision_2": share("kept_clean_2", sums.get("kept"))}
 
 
 def _check_finite(first_bad: torch.Tensor, epoch: int, checkpoint_dir) -> None:

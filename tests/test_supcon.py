@@ -467,13 +467,13 @@ def test_two_view_loader_stacks_the_views_and_gives_labels_once():
 def test_trainer_uses_the_configured_contrastive_loss(loss):
     from common import recipes
     from common.config import Execution
-    from common.train import _Trainer
+    from common.train import Trainer
 
     torch.manual_seed(0)
     cfg = recipes.supcon_pretrain(profile="smoke", loss=loss)
     model = build_model(cfg.model, cfg.num_classes)
     images, labels = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 0, 2])
-    loss_value, counts, recorded = _Trainer(model, cfg, 1, None, Execution()).step(images, labels, None)
+    loss_value, counts, recorded = Trainer(model, cfg, 1, None, Execution()).loss(images, labels, None, epoch=1)
     expected = supcon_loss(model(images), labels, 0.07, include_self=loss == "supcon_with_self")
     torch.testing.assert_close(loss_value, expected)
     assert counts == {}  # no classes, so no accuracy
