@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -13,6 +14,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LOSSES = ("cross_entropy", "supcon", "supcon_with_self")
 DATASETS = ("cifar10", "cifar100", "imagenette")
 PARALLEL_MODES = ("off", "ddp", "spread")
+IDENTITY = re.compile(r"[A-Za-z0-9_.-]+-[0-9a-f]{10}")  # an image folder's identity, as common.data.folder_identity makes it
 
 
 @dataclass
@@ -58,8 +60,10 @@ class RunConfig:
     source_path: str = ""
 
     def __post_init__(self):
-        if self.source.startswith("imagefolder:") and not self.source_path:
-            self.source_path = str(Path(self.source.split(":", 1)[1]).expanduser().resolve())
+        named = self.source.split(":", 1)[1] if self.source.startswith("imagefolder:") else ""
+        # an identity (NAME-DIGEST) that is no folder here names recorded runs; training it needs the images
+        if named and not self.source_path and (Path(named).expanduser().exists() or not IDENTITY.fullmatch(named)):
+            self.source_path = str(Path(named).expanduser().resolve())
             self.source = "imagefolder:" + folder_identity(self.source_path)
         self.check()
 

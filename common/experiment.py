@@ -125,9 +125,31 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
         return _train_and_record(cfg, notebook, device, force, progress, execution)
 
 
+def needs(cfg: RunConfig) -> str:
+    """What training a run that is not recorded needs, for the notebooks' "not run" lines."""
+    data = {"cifar100": "CIFAR-100", "imagenette": "ImageNette"}.get(cfg.dataset, "CIFAR-10")
+    where = "a GPU" if cfg.profile == "full" else "the smoke profile's generated data"
+    return f"not run: needs {data} and {where} (TRAIN = True trains it; {cfg.epochs} epochs)"
+
+
+def recorded_runs(configs: dict, notebook: str) -> dict:
+    """The recorded results of the named configs, name -> RunResult, saying for each missing one what it needs."""
+    found = {}
+    for name, cfg in configs.items():
+        recorded = results.recorded_result(cfg, notebook)
+        if recorded is None:
+            print(f"{name}: {needs(cfg)}")
+        else:
+            found[name] = recorded
+    return found
+
+
 def run_experiments(configs: dict, notebook: str, force: bool = False, progress: bool = True,
-                    execution: Execution = Execution(), allow_cpu: bool = False) -> dict:
-    """run_experiment for each named config, spread one per GPU when execution.parallel="spread"; name -> RunResult."""
+                    execution: Execution = Execution(), allow_cpu: bool = False, train: bool = True) -> dict:
+    """run_experiment for each named config, spread one per GPU when execution.parallel="spread"; name -> RunResult.
+    With train=False only what is recorded, never training or downloading (recorded_runs)."""
+    if not train:
+        return recorded_runs(configs, notebook)
     spread = launch.wants_spread(list(configs.values()), notebook, force, execution)
     if spread:
         launch.spread_runs(spread, notebook, force, execution, allow_cpu)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from . import predictions, verdicts
 from .data import describe_source
-from .paths import repo_root
+from .paths import output_root
 from .published import AS_RUN_TWIN, published_table
 from .results import atomic_path, shortened_flags
 from .summary import collect_results
@@ -228,7 +228,8 @@ def findings_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_findings(profile: str = "full", path=None) -> str:
-    """docs/findings.md (full profile): every claim with the verdict its recorded runs give; returns the markdown."""
+    """docs/findings.md under the profile's output root (smoke: smoke/docs/): every claim with the verdict its
+    recorded runs give; returns the markdown."""
     from .summary import _markdown_table
     table = findings_table(collect_results(profile))
     counts = table["verdict"].str.split(" · ").explode().str.split(":").str[0].value_counts()
@@ -242,7 +243,7 @@ def write_findings(profile: str = "full", path=None) -> str:
             "(the `data` column), its printed numbers are compared across data and differences are the fairer "
             "test.\n\nVerdicts over all parts: " + ", ".join(f"{name} {n}" for name, n in counts.items())
             + ".\n\n" + _markdown_table(table) + "\n")
-    path = path or repo_root() / "docs" / "findings.md"
+    path = path or output_root(profile) / "docs" / "findings.md"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return text

@@ -1,5 +1,7 @@
-"""The one setup call of every notebook: where outputs go (Google Drive in Colab, if asked) and how runs execute."""
+"""The notebooks' own calls: the one setup (where outputs go, how runs execute, its parameters checked) and
+showing a chapter's code."""
 
+import inspect
 import numbers
 import os
 import sys
@@ -36,3 +38,14 @@ def check_parameters(epochs, seed) -> None:
                          "(e.g. EPOCHS = 3), or None for the recipe's own.")
     if not (_whole(seed) and seed >= 0):
         raise ValueError(f"SEED = {seed!r} is not a seed: set it to a whole number of at least 0, e.g. SEED = 0.")
+
+
+def show_source(obj) -> None:
+    """Show a function's or class's code in a notebook, where a chapter explains it (plain text elsewhere)."""
+    code = inspect.getsource(obj)
+    try:
+        from IPython.display import Markdown, display  # a notebook's; a plain script prints instead
+    except ImportError:
+        print(code)
+        return
+    display(Markdown(f"```python\n{code}```"))

@@ -5,6 +5,7 @@ import pandas as pd
 import torch
 
 from .augment import build_augment
+from .predictions import at_epoch, confusion_matrix, expected_calibration_error, per_class_accuracy, reliability
 from .schedules import lr_trace
 
 
@@ -92,35 +93,84 @@ def plot_step_trace(trace, title: str = ""):
     return fig
 
 
+def _styles(n: int) -> list:
+    """n distinct (colour, line style) pairs: ten colours, then the same ten dashed, then dotted."""
+    colours = plt.get_cmap("tab10").colors
+    return [(colours[i % 10], ("-", "--", ":", "-.")[i // 10 % 4]) for i in range(n)]
+
+
 def plot_overlay(histories: dict, metric: str = "test_acc", title: str = ""):
-    """One metric against epoch for several runs, one line each (label -> history frame)."""
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    for label, history in histories.items():
-        ax.plot(history["epoch"], history[metric], marker=".", label=label)
+    """One metric against epoch for several runs, one line each (label -> history frame), the legend beside."""
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for (label, history), (colour, style) in zip(histories.items(), _styles(len(histories))):
+        ax.plot(history["epoch"], history[metric], marker=".", ms=3, color=colour, ls=style, label=label)
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(metric.replace("_", " ").replace("acc", "accuracy"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def plot_history_grid(histories: dict, columns: int = 3):
-    """Loss curves of several runs, one small panel each (label -> history frame)."""
+    """Loss curves of several runs, one small panel each on one shared loss scale (label -> history frame)."""
     rows = -(-len(histories) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.8 * rows), squeeze=False, sharey=True)
     for ax, (label, history) in zip(axes.flat, histories.items()):
         for column, name in (("train_loss", "train"), ("val_loss", "validation"), ("test_loss", "test")):
             if column in history and history[column].notna().any():
                 ax.plot(history["epoch"], history[column], label=name)
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("epoch")
+        ax.set_title(label if len(label) <= 32 else label[:31] + "…", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("loss")
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
     for ax in list(axes.flat)[len(histories):]:
         ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_predictions(stored: dict, which: str = "best", title: str = ""):
+    """A run's test predictions: per-class accuracy, the confusion matrix (rows: true class) and the reliability
+    diagram with the expected calibration error (15 equal-width bins)."""
+    names, labels = stored["classes"], stored["label"]
+    classes, confidence, right = at_epoch(stored, which)
+    counts = confusion_matrix(labels, classes, len(names))
+    fig, (ax_class, ax_conf, ax_rel) = plt.subplots(1, 3, figsize=(15, 4.6),
+                                                    gridspec_kw={"width_ratios": [1, 1.25, 1]})
+    accuracy = per_class_accuracy(labels, classes, len(names))
+    ax_class.barh(range(len(names)), accuracy, color="tab:blue")
+    ax_class.set_yticks(range(len(names)), names, fontsize=8)
+    ax_class.invert_yaxis()
+    ax_class.set_xlim(0, 1)
+    ax_class.axvline(right.mean(), color="k", ls="--", lw=1)
+    ax_class.set_xlabel(f"test accuracy (dashed: all classes, {right.mean():.4f})")
+    shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
+    image = ax_conf.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax_conf.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax_conf.set_yticks(range(len(names)), names, fontsize=7)
+    ax_conf.set_xlabel("predicted class")
+    ax_conf.set_ylabel("true class")
+    fig.colorbar(image, ax=ax_conf, fraction=0.046, label="share of the true class")
+    table = reliability(confidence, right)
+    used = table["count"] > 0
+    centres = (table["edges"][:-1] + table["edges"][1:]) / 2
+    ax_rel.bar(centres[used], table["accuracy"][used], width=1 / len(centres), edgecolor="k", lw=0.5,
+               color="tab:blue", label="accuracy in the bin")
+    ax_rel.plot([0, 1], [0, 1], color="tab:red", ls="--", lw=1, label="calibrated")
+    ax_rel.set_xlim(0, 1)
+    ax_rel.set_ylim(0, 1)
+    ax_rel.set_xlabel("confidence (softmax probability of the predicted class)")
+    ax_rel.set_ylabel("accuracy")
+    ax_rel.set_title(f"ECE {expected_calibration_error(confidence, right):.4f} (15 bins)", fontsize=9)
+    ax_rel.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{title + ': ' if title else ''}test predictions at the {'best-validation' if which == 'best' else 'final'}"
+                 " epoch", fontsize=10)
     fig.tight_layout()
     return fig
 
