@@ -1,12 +1,17 @@
-"""The benchmark command runs and writes its table (what it measures is read, never asserted on)."""
+"""The benchmark command (tools/bench.py) runs and writes its table (what it measures is read, never asserted on)."""
 
 import csv
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from common import bench, paths
+from common import device, paths, recipes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import bench  # noqa: E402
 
 
 def read_rows(path):
@@ -24,7 +29,7 @@ def test_model_benchmark_writes_one_row_per_model_and_variant(tmp_path, capsys):
         (f"train {name} (batch 8)", variant) for name in ("vgg_basic", "resnet18") for variant in variants]
     assert all(float(r["images_per_s"]) > 0 for r in rows)
     assert rows[0]["ratio"] == "1.0" and rows[0]["machine"]  # each model's baseline is its own first variant
-    assert all(r["warmup_s"] == "" and r["seconds_per_epoch"] == "" for r in rows)  # only --compile and epoch fill them
+    assert all(r["compile_s"] == "" and r["seconds_per_epoch"] == "" for r in rows)  # only --compile and epoch fill them
     assert "train resnet18" in capsys.readouterr().out
 
 
@@ -37,7 +42,7 @@ def test_epoch_row_goes_to_results_by_default(tmp_path, monkeypatch):
     assert "extrapolated from 1 step" in row["variant"]
     seconds = float(row["seconds_per_epoch"])
     assert math.isfinite(seconds) and seconds > 0
-    assert row["machine"] and row["ratio"] == "" and row["warmup_s"] == ""
+    assert row["machine"] and row["ratio"] == "" and row["compile_s"] == ""
 
 
 def test_every_report_network_is_benchmarked_and_compile_is_opt_in():
@@ -47,12 +52,12 @@ def test_every_report_network_is_benchmarked_and_compile_is_opt_in():
 
 @pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float16)])
 def test_the_fast_path_on_a_gpu_is_bf16_only_where_it_is_native(monkeypatch, native, expected):
-    monkeypatch.setattr(bench, "native_bf16", lambda device: native)  # train.native_bf16: compute capability >= 8.0
+    monkeypatch.setattr(device, "native_bf16", lambda device: native)  # compute capability >= 8.0
     amp_dtype, name = bench.fast_path(torch.device("cuda"))
     assert amp_dtype == expected and name.startswith("bf16" if native else "fp16")
 
 
-def test_the_epoch_warm_up_sees_every_batch_shape_of_the_timed_epoch(monkeypatch):
+def test_the_epochs_first_pass_sees_every_batch_shape_of_the_timed_epoch(monkeypatch):
     shapes = []
 
     def spy(model, loaders, *args, **kwargs):
@@ -65,10 +70,38 @@ def test_the_epoch_warm_up_sees_every_batch_shape_of_the_timed_epoch(monkeypatch
     monkeypatch.setattr(bench, "EPOCH_IMAGES", 40)  # an epoch of 16 + 16 + 8
     x, y = bench.load_data("synthetic", 48)
     [row] = bench.bench_epoch(x, y, batch_size=16, steps=3, device=torch.device("cpu"))
-    warm_up, timed = shapes
-    assert timed == {16, 8} and warm_up == timed
+    first_pass, timed = shapes
+    assert timed == {16, 8} and first_pass == timed
     assert row["images"] == 40 and "one whole epoch" in row["variant"]
 
 
 def test_several_benchmarks_can_be_asked_for_at_once():
     assert bench.parse_args(["--only", "training", "epoch"]).only == ["training", "epoch"]
+
+
+def test_the_torchvision_baseline_is_built_from_the_recipes_steps():
+    # the Level A chain as the report's scripts wrote it with torchvision, Cutout on the tensor after ToTensor
+    steps = bench.pil_transform(recipes.LEVEL_A_AUGMENT, size=(32, 32)).transforms
+    assert [type(t).__name__ for t in steps] == ["RandomCrop", "RandomHorizontalFlip", "RandomAffine", "ColorJitter",
+                                                 "RandomRotation", "ToTensor", "TensorCutout", "Normalize"]
+    crop, flip, affine, jitter, rotate, _, cutout, _ = steps
+    assert (crop.size, crop.padding, flip.p, affine.translate) == ((32, 32), 4, 0.5, (0.1, 0.1))
+    assert (jitter.brightness, jitter.hue, rotate.degrees, cutout.size) == ((0.6, 1.4), (-0.1, 0.1), [-15.0, 15.0], 8)
+    image = bench.PilDataset(torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8), torch.zeros(1),
+                             bench.pil_transform(recipes.CUTOUT_AUGMENT, size=(32, 32)))[0][0]
+    assert image.shape == (3, 32, 32) and (image == -1).all(0).sum() >= 64  # an 8 x 8 hole, normalised to -1
+
+
+def test_a_chain_without_a_torchvision_baseline_is_refused_in_a_sentence():
+    with pytest.raises(ValueError, match="no torchvision baseline for the augmentation 'resized_crop'"):
+        bench.pil_transform(recipes.SUPCON_VIEW2, size=(32, 32))
+
+
+def test_an_unwritable_out_is_refused_before_anything_is_measured(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "run_benchmarks", lambda *args: pytest.fail("benchmarked before checking --out"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out, problem in ((blocker / "bench.csv", "cannot be written"), (tmp_path, "is a folder")):
+        with pytest.raises(SystemExit) as exit_:
+            bench.main(["--quick", "--out", str(out)])
+        assert exit_.value.code == 2 and problem in capsys.readouterr().err

@@ -1,9 +1,9 @@
 """Benchmark: the device-resident data path, fit() and every report network, against plain alternatives.
 
-    python -m common.bench                      # synthetic data, about five minutes on a 2-core CPU
-    python -m common.bench --quick              # a smoke check in well under a minute
-    python -m common.bench --compile            # adds torch.compile, default against dynamic=False
-    python -m common.bench --source imagefolder:/path/to/cifar10-jpeg --out bench-real.csv
+    python tools/bench.py                      # synthetic data, about five minutes on a 2-core CPU
+    python tools/bench.py --quick              # a smoke check in well under a minute
+    python tools/bench.py --compile            # adds torch.compile, default against dynamic=False
+    python tools/bench.py --source imagefolder:/path/to/cifar10-jpeg --out bench-real.csv
 
 It measures, side by side in one run and on one machine:
 1. loader: images/s of DeviceLoader with the Level E augmentation (flip + translate 0.1),
@@ -19,11 +19,11 @@ It measures, side by side in one run and on one machine:
    channels_last. With --compile, per network, the fast path under torch.compile with its
    default (shapes turn dynamic once a second batch shape is seen) and with dynamic=False (a
    static graph per shape): each first sees the full batch and an epoch's uneven last batch
-   (both compilations reported as warmup_s), then trains on full batches, as the next epoch does.
+   (both compilations reported as compile_s), then trains on full batches, as the next epoch does.
 4. epoch: seconds per CIFAR-10 epoch (50,000 images, 196 steps) of ResNet18 at batch 256 with
    the Level A chain on DeviceLoader, through fit() on the fast path. On CUDA it times one whole
    epoch; on a CPU a few steps, extrapolated to 196 (the variant says from how many). An untimed
-   warm-up first trains on every batch shape the timed epoch has (cuDNN tunes each new shape).
+   first pass trains on every batch shape the timed epoch has (cuDNN tunes each new shape).
 Variants run in turn (A B A B ...) and each reports its median, so a drift in background load
 hits all of them alike (the two torch.compile variants run one after the other, each with its own
 compiler state). The table is printed and written, every row naming the machine, to
@@ -39,29 +39,35 @@ import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
+from torchvision import transforms as T
 
-from . import paths, recipes
-from .augment import LEVEL_A_AUGMENT, build_augment, op
-from .data import DataUnavailable, load_images, synthetic_images
-from .loader import DeviceLoader
-from .models import build_model
-from .schedules import build_schedule
-from .train import Loaders, autocast_dtype, build_optimizer, fit, native_bf16, precision_name, use_channels_last
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from this checkout, installed or not
 
-CHAINS = {"flip+translate": (op("flip"), op("translate", fraction=0.1)),
-          "flip+translate+cutout8": (op("flip"), op("translate", fraction=0.1), op("cutout", size=8)),
-          "level A": LEVEL_A_AUGMENT}
+from common import paths, recipes  # noqa: E402
+from common.augment import build_augment  # noqa: E402
+from common.data import DataUnavailable, Split, load_images, synthetic_images  # noqa: E402
+from common.device import AUTOCAST, auto_precision, autocast_dtype, flush_denormals, precision_name  # noqa: E402
+from common.experiment import build_for, make_loaders  # noqa: E402
+from common.loader import DeviceLoader  # noqa: E402
+from common.models import build_model  # noqa: E402
+from common.schedules import build_schedule  # noqa: E402
+from common.train import Loaders, build_optimizer, fit  # noqa: E402
+
+CHAINS = {"flip+translate": recipes.LEVEL_E["augment"], "flip+translate+cutout8": recipes.CUTOUT_AUGMENT,
+          "level A": recipes.LEVEL_A_AUGMENT}
 MODELS = ("vgg_basic", "resnet18", "se_resnet18", "convnext", "vit")  # every network the report trains
 EPOCH_IMAGES = 50_000  # CIFAR-10's training set: one epoch of the epoch benchmark
 DEFAULTS = dict(n_train=10000, fit_images=2000, repeats=3, epoch_batch=256)
 QUICK = dict(n_train=1000, fit_images=200, repeats=2, model_batch=8, model_steps=1, epoch_batch=16, epoch_steps=1)
-COLUMNS = ("benchmark", "variant", "images_per_s", "ratio", "target", "images", "seconds_per_epoch", "warmup_s")
+COLUMNS = ("benchmark", "variant", "images_per_s", "ratio", "target", "images", "seconds_per_epoch", "compile_s")
 BENCHMARKS = ("loader", "training", "models", "epoch")
 
 
@@ -84,8 +90,6 @@ class PilDataset(torch.utils.data.Dataset):
     """(PIL image, label) pairs transformed per item, as a torchvision data set does."""
 
     def __init__(self, x, y, transform):
-        from PIL import Image
-
         # decoded once, up front and untimed, as torchvision's CIFAR10 holds its arrays
         self.images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x]
         self.labels, self.transform = y.tolist(), transform
@@ -97,23 +101,26 @@ class PilDataset(torch.utils.data.Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
+# torchvision's transform for each augmentation step (common.augment.op) that has one, from the step's parameters
+PIL_OPS = {"crop": lambda size, padding: T.RandomCrop(size, padding=int(padding)),
+           "flip": lambda size, p: T.RandomHorizontalFlip(p),
+           "translate": lambda size, fraction: T.RandomAffine(degrees=0, translate=(fraction, fraction)),
+           "jitter": lambda size, **strengths: T.ColorJitter(**strengths),
+           "rotate": lambda size, degrees: T.RandomRotation(degrees)}
+
+
 def pil_transform(spec, size):
     """The torchvision transforms that do per PIL image what build_augment(spec) does per batch."""
-    from torchvision import transforms as T
-
-    pil = {op("crop"): lambda padding=4: T.RandomCrop(size, padding=int(padding)),
-           op("flip"): T.RandomHorizontalFlip,
-           op("translate"): lambda f=0.1: T.RandomAffine(degrees=0, translate=(f, f)),
-           op("jitter"): T.ColorJitter,
-           op("rotate"): T.RandomRotation}
     before, after = [], []  # PIL ops, then ToTensor, then Cutout on the tensor
-    for item in spec:
-        name, _, arg = item.partition("=")
-        args = [float(a) for a in arg.split(",")] if arg else []
-        if name == op("cutout"):
-            after.append(TensorCutout(*map(int, args)))
+    for step in spec:
+        name, params = step["op"], {key: value for key, value in step.items() if key != "op"}
+        if name == "cutout":
+            after.append(TensorCutout(int(params["size"])))
+        elif name in PIL_OPS:
+            before.append(PIL_OPS[name](size, **params))
         else:
-            before.append(pil[name](*args))
+            raise ValueError(f"The loader benchmark has no torchvision baseline for the augmentation {name!r}: "
+                             f"its chains may use {', '.join([*PIL_OPS, 'cutout'])}.")
     return T.Compose(before + [T.ToTensor()] + after + [T.Normalize((0.5,) * 3, (0.5,) * 3)])
 
 
@@ -138,9 +145,9 @@ def drain(loader, device) -> int:
     return n
 
 
-def alternate(variants: dict, repeats: int, device, warmup: bool = True) -> dict:
-    """Run the variants in turn `repeats` times; each one's median images/s."""
-    if warmup:  # first epochs start workers and allocators: not what is measured
+def alternate(variants: dict, repeats: int, device, first_pass: bool = True) -> dict:
+    """Run the variants in turn `repeats` times, after an untimed `first_pass` of each; each one's median images/s."""
+    if first_pass:  # first epochs start workers and allocators: not what is measured
         for run in variants.values():
             run()
     rates = {name: [] for name in variants}
@@ -202,17 +209,10 @@ def fit_images(model, loader, cfg, checkpoint_dir=None) -> int:
     return len(loader.y) * cfg.epochs
 
 
-def recipe_model(cfg, device):
-    """The run's network as run_experiment builds it: seeded, on `device`, channels_last unless switched off."""
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.num_classes, **cfg.model_options).to(device)
-    return model.to(memory_format=torch.channels_last) if use_channels_last(cfg, device) else model
-
-
 def recipe_loader(x, y, cfg, device) -> DeviceLoader:
-    """The run's augmented training loader as run_experiment builds it."""
-    return DeviceLoader(x, y, cfg.batch_size, cfg.mean, cfg.std, augment=build_augment(cfg.augment), device=device,
-                        channels_last=use_channels_last(cfg, device), seed=cfg.seed)
+    """The run's augmented training loader on the images `x`, as run_experiment makes it."""
+    none = x[:0], y[:0]  # no validation or test images
+    return make_loaders(cfg, Split(x, y, *none, *none, classes=[]), device).train
 
 
 def bench_training(x, y, repeats: int, device) -> list:
@@ -220,16 +220,16 @@ def bench_training(x, y, repeats: int, device) -> list:
     cfg = recipes.level_e("basic", profile="smoke").replace(epochs=1)
     loader = recipe_loader(x, y, cfg, device)
     runs = itertools.count()
-    bare_loop(recipe_model(cfg, device), loader, cfg)  # warm-up: the first conv calls pick their kernels
+    bare_loop(build_for(cfg, device), loader, cfg)  # untimed: the first conv calls pick their kernels
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         # a fresh model per run (the same initial weights, built in a few ms), and a fresh checkpoint
         # folder per run: in an old one fit() would resume, not train
         rates = alternate({
-            "bare loop": lambda: bare_loop(recipe_model(cfg, device), loader, cfg),
-            "fit, no checkpoints": lambda: fit_images(recipe_model(cfg, device), loader, cfg),
-            "fit, checkpoint per epoch": lambda: fit_images(recipe_model(cfg, device), loader, cfg,
+            "bare loop": lambda: bare_loop(build_for(cfg, device), loader, cfg),
+            "fit, no checkpoints": lambda: fit_images(build_for(cfg, device), loader, cfg),
+            "fit, checkpoint per epoch": lambda: fit_images(build_for(cfg, device), loader, cfg,
                                                             Path(tmp) / str(next(runs))),
-        }, repeats, device, warmup=False)
+        }, repeats, device, first_pass=False)
     return table_rows(f"training {cfg.model}", rates, target=0.95, images=len(y))
 
 
@@ -250,8 +250,8 @@ def train_steps(model, batch, labels, steps: int, amp_dtype=None) -> int:
 
 
 def fast_path(device) -> tuple:
-    """(autocast dtype or None, name) of fit's precision "auto": bf16 where native_bf16, fp16 on other GPUs."""
-    amp_dtype = torch.bfloat16 if native_bf16(device) else torch.float16 if device.type == "cuda" else None
+    """(autocast dtype or None, name) of fit's precision "auto" (common.device) with channels_last."""
+    amp_dtype = AUTOCAST[auto_precision(device)]
     return amp_dtype, (f"{precision_name(amp_dtype)} autocast" if amp_dtype else "fp32") + ", channels_last"
 
 
@@ -293,10 +293,10 @@ def bench_models(names, batch_size: int, steps: int, repeats: int, device, compi
     rows = []
     for name in names:
         variants = model_variants(name, batch_size, device)
-        for run in variants.values():  # one warm-up step each (not `steps`: a CPU step of ConvNeXt takes seconds)
+        for run in variants.values():  # one untimed step each (not `steps`: a CPU step of ConvNeXt takes seconds)
             run(1)
         rates = alternate({variant: functools.partial(run, steps) for variant, run in variants.items()},
-                          repeats, device, warmup=False)
+                          repeats, device, first_pass=False)
         rows += table_rows(f"train {name} (batch {batch_size})", rates, target=None, images=batch_size * steps)
         if compiled:
             rows += bench_compile(name, batch_size, steps, repeats, device)
@@ -308,20 +308,20 @@ def bench_compile(name: str, batch_size: int, steps: int, repeats: int, device) 
     amp_dtype, fast = fast_path(device)
     last = EPOCH_IMAGES % batch_size or max(1, batch_size // 2)  # the last batch of a CIFAR-10 epoch
     full, labels = random_batch(batch_size, device, channels_last=True)
-    rates, warmup = {}, {}
+    rates, compiling = {}, {}
     for variant, options in ((f"{fast}, torch.compile (default)", {}),
                              (f"{fast}, torch.compile(dynamic=False)", {"dynamic": False})):
         torch._dynamo.reset()  # each variant compiles from scratch: no graph or shape decision of the other
         torch.manual_seed(0)
         model = torch.compile(build_model(name, 10).to(device).to(memory_format=torch.channels_last), **options)
         # the two shapes of an epoch, full batches and the last one: what a compiled run has seen after epoch 1
-        warmup[variant] = sum(timed(functools.partial(train_steps, model, full[:n], labels[:n], 1, amp_dtype), device)
+        compiling[variant] = sum(timed(functools.partial(train_steps, model, full[:n], labels[:n], 1, amp_dtype), device)
                               for n in (batch_size, last))
         run = functools.partial(train_steps, model, full, labels, steps, amp_dtype)
         rates[variant] = statistics.median(steps * batch_size / timed(run, device) for _ in range(repeats))
     torch._dynamo.reset()
     return table_rows(f"compile {name} (batch {batch_size}, last batch {last})", rates, target=None,
-                      images=batch_size * steps, warmup=warmup)
+                      images=batch_size * steps, compile_s=compiling)
 
 
 def bench_epoch(x, y, batch_size: int, steps: int, device) -> list:
@@ -330,11 +330,11 @@ def bench_epoch(x, y, batch_size: int, steps: int, device) -> list:
     A whole epoch where `steps` covers one, else `steps` steps extrapolated to an epoch's; one untimed step first.
     """
     cfg = recipes.level_a("resnet18").replace(epochs=1, batch_size=batch_size)
-    model = recipe_model(cfg, device)
+    model = build_for(cfg, device)
     n = min(steps * batch_size, EPOCH_IMAGES)
-    # the warm-up sees every batch shape of the timed epoch, its uneven last batch too: cuDNN tunes each new shape
-    warm = batch_size + n % batch_size
-    fit(model, Loaders(recipe_loader(x[:warm], y[:warm], cfg, device)), cfg, progress=False)
+    # the first pass sees every batch shape of the timed epoch, its uneven last batch too: cuDNN tunes each new shape
+    first = batch_size + n % batch_size
+    fit(model, Loaders(recipe_loader(x[:first], y[:first], cfg, device)), cfg, progress=False)
     loader = recipe_loader(x[:n], y[:n], cfg, device)
     seconds = fit(model, Loaders(loader), cfg, progress=False).history[0]["train_seconds"]
     epoch_steps = math.ceil(EPOCH_IMAGES / batch_size)
@@ -351,13 +351,13 @@ def row(benchmark: str, variant: str, rate: float, **values) -> dict:
             "images_per_s": round(rate, 1), **values}
 
 
-def table_rows(benchmark: str, rates: dict, target: float, images: int, warmup=None) -> list:
-    """One row per variant, each ratio against the first (the baseline); `warmup` seconds where given."""
+def table_rows(benchmark: str, rates: dict, target: float, images: int, compile_s=None) -> list:
+    """One row per variant, each ratio against the first (the baseline); compilation seconds where given."""
     base = next(iter(rates.values()))
-    warmup = warmup or {}
+    compile_s = compile_s or {}
     return [row(benchmark, name, rate, ratio=round(rate / base, 2), images=images,
                 target="" if i == 0 or target is None else f">={target}",
-                warmup_s=round(warmup[name], 1) if name in warmup else "")
+                compile_s=round(compile_s[name], 1) if name in compile_s else "")
             for i, (name, rate) in enumerate(rates.items())]
 
 
@@ -391,7 +391,7 @@ def default_out() -> Path:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m common.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/bench.py", description=__doc__.split("\n")[0])
     parser.add_argument("--source", default="synthetic", help="synthetic (default) or imagefolder:PATH")
     parser.add_argument("--n-train", type=int, help=f"images of the loader benchmark ({DEFAULTS['n_train']})")
     parser.add_argument("--fit-images", type=int, help=f"images of the training benchmark ({DEFAULTS['fit_images']})")
@@ -404,7 +404,7 @@ def parse_args(argv=None):
     parser.add_argument("--model-steps", type=int, help="timed steps per variant and repeat (20 on CUDA, 2 on a CPU)")
     parser.add_argument("--compile", action="store_true",
                         help="add to the model benchmark the fast path under torch.compile, default against "
-                             "dynamic=False, compilation timed apart as warmup_s (minutes per network on a small "
+                             "dynamic=False, compilation timed apart as compile_s (minutes per network on a small "
                              "CPU; needs a C++ compiler there)")
     parser.add_argument("--epoch-batch", type=int, help=f"batch of the epoch benchmark ({DEFAULTS['epoch_batch']})")
     parser.add_argument("--epoch-steps", type=int,
@@ -427,6 +427,14 @@ def parse_args(argv=None):
         parser.error(f"Unknown --source {args.source!r}: use synthetic or imagefolder:PATH.")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device} was asked for but no CUDA GPU is available: use --device cpu.")
+    args.out = args.out or default_out()
+    try:  # before minutes of benchmarking, not after
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=args.out.parent).close()
+    except OSError as err:
+        parser.error(f"--out {args.out} cannot be written ({err.strerror}): give a file in a writable folder.")
+    if args.out.is_dir():
+        parser.error(f"--out {args.out} is a folder: give a file name, e.g. --out {args.out / 'bench.csv'}.")
     return args
 
 
@@ -457,13 +465,13 @@ def run_benchmarks(args, device) -> list:
 
 
 def print_table(rows: list, header: str) -> None:
-    """The rows as aligned text: rate, ratio and target, then seconds per epoch or warm-up where measured."""
+    """The rows as aligned text: rate, ratio and target, then seconds per epoch or compilation where measured."""
     width = max(len(r["benchmark"]) for r in rows), max(len(r["variant"]) for r in rows)
     print(header)
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] != "" else ""
         extra = (f"{r['seconds_per_epoch']} s/epoch" if r["seconds_per_epoch"] != "" else
-                 f"warm-up {r['warmup_s']} s" if r["warmup_s"] != "" else "")
+                 f"compiling {r['compile_s']} s" if r["compile_s"] != "" else "")
         print(f"{r['benchmark']:<{width[0]}}  {r['variant']:<{width[1]}}  {r['images_per_s']:>9.1f} img/s "
               f"{ratio:>6} {r['target']:<6} {extra}".rstrip())
 
@@ -483,7 +491,7 @@ def main(argv=None) -> list:
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type == "cpu":
-        torch.set_flush_denormal(True)  # as fit() does: denormals once made CPU epochs 4x slower
+        flush_denormals()  # as fit() does, on the threads --threads may just have started
     else:
         torch.backends.cudnn.benchmark = True  # as fit() does, set before the bare loop runs first
     rows = run_benchmarks(args, device)
@@ -492,9 +500,8 @@ def main(argv=None) -> list:
              "date": datetime.datetime.now().isoformat(timespec="seconds")}
     rows = [{**r, **stamp} for r in rows]
     print_table(rows, f"{stamp['machine']} | device {device} | source {args.source} | median of {args.repeats}")
-    out = args.out or default_out()
-    write_csv(rows, out)
-    print(f"wrote {out}")
+    write_csv(rows, args.out)
+    print(f"wrote {args.out}")
     return rows
 
 
