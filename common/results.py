@@ -230,11 +230,13 @@ def _describe() -> str:
 
 
 _LOADED_FROM = _describe()  # when the package is imported: the code a process runs, whatever is committed later
+COMMIT_ENV = "REPRO_COMMIT"  # the commit of a copy of the repository without .git, as its results rows record it
 
 
 def git_commit() -> str:
-    """The commit of the code this process loaded (taken at import, so later commits do not relabel its runs)."""
-    return _LOADED_FROM
+    """The commit of the code this process loaded (taken at import, so later commits do not relabel its runs); in a
+    copy without .git, $REPRO_COMMIT (tools/gpucheck.py --commit sets it), else 'unknown'."""
+    return _LOADED_FROM if _LOADED_FROM != "unknown" else os.environ.get(COMMIT_ENV) or "unknown"
 
 
 def device_name(device: torch.device) -> str:

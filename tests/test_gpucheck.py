@@ -1,19 +1,21 @@
-"""The prepared GPU check (python -m common.gpucheck) through its dry run, and a fresh GPU box's bare install."""
+"""The prepared GPU check (tools/gpucheck.py) through its dry run, and a fresh GPU box's bare install."""
 
 import importlib
-import json
 import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from common import gpucheck, paths, progress
+from common import config, paths, progress, recipes, results
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import gpucheck  # noqa: E402
 
 
 @pytest.fixture
@@ -22,9 +24,11 @@ def scratch(cpu_root):
     return cpu_root
 
 
-def test_dry_run_benchmarks_trains_every_check_run_and_packs_what_the_repository_commits(scratch, capsys):
-    assert gpucheck.main(["--dry-run"]) == 0
-    out = capsys.readouterr().out
+def test_dry_run_benchmarks_trains_every_check_run_and_packs_what_the_repository_commits(scratch):
+    done = subprocess.run([sys.executable, "tools/gpucheck.py", "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert "checkpoints" in out and "% of it" in out  # each finished run says what its checkpoints cost
     [archive] = (scratch / "runs" / "gpucheck").glob("gpucheck-*.tar.gz")
     assert archive.stat().st_size <= gpucheck.ARCHIVE_LIMIT
@@ -78,18 +82,69 @@ def test_estimates_count_every_pass_and_the_report_counts_every_notebooks_runs()
     per_notebook = {}
     for notebook, _ in gpucheck.report_runs():
         per_notebook[notebook] = per_notebook.get(notebook, 0) + 1
-    variants = gpucheck.regularization_variants()  # as notebook 02's parameters cell lists them
-    assert per_notebook == {"01_basic_vgg": 1, "02_regularization": len(variants), "03_resnet18_baselines": 2,
+    assert per_notebook == {"01_basic_vgg": 1, "02_regularization": 12, "03_resnet18_baselines": 2,
                             "04_se_convnext": 4, "05_supcon": 2, "06_noisy_labels": 10, "07_vit": 1}
-    cells = json.loads((REPO / "notebooks" / "02_regularization.ipynb").read_text())["cells"]
-    [parameters] = ["".join(cell["source"]) for cell in cells if "\nVARIANTS = " in "".join(cell["source"])]
-    assert variants and all(f'"{variant}"' in parameters for variant in variants)
-    assert set(variants) < set(gpucheck.recipes.LEVEL_E_VARIANTS)
+    # notebook 02's runs are the list in recipes: every Level E exploration but notebook 01's basic recipe
+    assert sorted(recipes.REGULARIZATION_VARIANTS) == sorted(set(recipes.LEVEL_E_VARIANTS) - {"basic"})
+    assert [cfg.experiment for notebook, cfg in gpucheck.report_runs() if notebook == "02_regularization"] == [
+        f"e_{variant}" for variant in recipes.REGULARIZATION_VARIANTS]
 
 
-def test_without_the_notebooks_the_report_counts_every_level_e_exploration(monkeypatch, tmp_path):
-    monkeypatch.setattr(gpucheck, "NOTEBOOKS", tmp_path)
-    assert gpucheck.regularization_variants() == [v for v in gpucheck.recipes.LEVEL_E_VARIANTS if v != "basic"]
+def test_the_image_folder_is_hashed_once_for_all_the_check_runs(monkeypatch, tmp_path):
+    hashed = []
+
+    def identity(folder):
+        hashed.append(folder)
+        return "cifar10-jpeg-0123456789"
+
+    monkeypatch.setattr(gpucheck, "folder_identity", identity)
+    monkeypatch.setattr(config, "folder_identity", identity)
+    runs = gpucheck.check_runs(tmp_path / "cifar10-jpeg")
+    assert len(runs) == 10 and len(hashed) == 1
+    one_by_one = [recipes.level_a("resnet18", "cifar10", source=f"imagefolder:{tmp_path / 'cifar10-jpeg'}")]
+    assert runs[0][2] == one_by_one[0] and runs[0][2].fingerprint() == one_by_one[0].fingerprint()  # the same run
+    assert {(cfg.source, cfg.source_path) for _, _, cfg in runs} == {
+        ("imagefolder:cifar10-jpeg-0123456789", str(tmp_path / "cifar10-jpeg"))}
+
+
+def test_a_failing_benchmark_still_leaves_the_archive_and_starts_no_run(scratch, monkeypatch, capsys):
+    monkeypatch.setattr(gpucheck, "run_gpu_tests", lambda timeout: "skipped here")
+    monkeypatch.setattr(gpucheck.bench, "main", lambda argv: 1 / 0)
+    assert gpucheck.main(["--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "benchmark: FAILED: ZeroDivisionError" in out and "not started: its network's speed was not measured" in out
+    assert "the whole report's time: unknown" in out
+    [archive] = (scratch / "runs" / "gpucheck").glob("gpucheck-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        [log] = [name for name in tar.getnames() if name.endswith(".log")]
+        assert b"benchmark: FAILED" in tar.extractfile(log).read()
+    assert not (scratch / "smoke" / "checkpoints").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("value, refused", [("no", "is not a switch"), ("0", "No CUDA GPU is visible"),
+                                            ("true", "is not a switch")])
+def test_only_repro_allow_cpu_1_lets_the_check_train_on_a_cpu(scratch, monkeypatch, capsys, value, refused):
+    (scratch / "data" / "train").mkdir(parents=True)
+    monkeypatch.setenv("REPRO_ALLOW_CPU", value)
+    assert gpucheck.main([str(scratch / "data")]) == 2
+    out = capsys.readouterr().out
+    assert refused in out and out.count("\n") == 1  # one sentence
+    assert not (scratch / "runs").exists()  # refused before anything is written
+
+
+def test_the_commit_flag_names_the_commit_where_git_cannot(monkeypatch, capsys):
+    monkeypatch.delenv(results.COMMIT_ENV, raising=False)
+    monkeypatch.setattr(results, "_LOADED_FROM", "unknown")  # a copy of the work tree without .git
+    gpucheck.record_commit(None)
+    assert "the results rows will say git_commit 'unknown'" in capsys.readouterr().out
+    gpucheck.record_commit("02b8bce1a2b3")
+    assert results.git_commit() == "02b8bce1a2b3"
+    monkeypatch.setattr(results, "_LOADED_FROM", "5df0c5a00000")  # git knows better: it wins, and says so
+    gpucheck.record_commit("02b8bce1a2b3")
+    assert results.git_commit() == "5df0c5a00000" and "is ignored" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        gpucheck.parse_args(["--dry-run", "--commit", "HEAD"])
+    assert "is not a commit" in capsys.readouterr().err
 
 
 BLOCKER = """
@@ -106,27 +161,33 @@ importlib.util.find_spec = lambda name, package=None: None if name in blocked el
 
 
 def bare(blocked: set, code: str) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh Python where the `blocked` packages are not installed."""
+    """Run `code` in a fresh Python where the `blocked` packages are not installed (sys.argv[1]: a scratch file)."""
     script = BLOCKER.format(blocked=sorted(blocked)) + code
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as scratch:
+        return subprocess.run([sys.executable, "-c", script, str(Path(scratch) / "bench.csv")], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
 
 
-def test_bench_and_the_training_loop_import_with_torch_alone():
-    done = bare({"tqdm", "pandas", "matplotlib", "seaborn", "pytest", "nbval", "papermill"},
-                "import common.bench, common.train, common.progress\n"
-                "assert common.progress.tqdm is None\n"
-                "common.bench.parse_args(['--quick'])\n")
+def test_the_training_loop_imports_with_the_core_dependencies_alone():
+    done = bare({"tqdm", "seaborn", "scipy", "pytest", "nbval", "papermill", "nbformat"},
+                "import common.train, common.progress\n"
+                "assert common.progress.tqdm is None\n")
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_the_training_api_and_the_check_import_without_tqdm_pytest_or_nbval():
-    done = bare({"tqdm", "seaborn", "pytest", "nbval", "papermill"},
-                "import common.experiment, common.gpucheck\n"
-                "print(common.gpucheck.run_gpu_tests(timeout=5))\n")
+def test_the_tools_run_with_the_core_dependencies_alone():
+    # a GPU machine's bare install: torch, torchvision, numpy, pandas and matplotlib
+    done = bare({"tqdm", "seaborn", "scipy", "pytest", "nbval", "papermill", "nbformat"},
+                "import runpy, sys\n"
+                "sys.argv = ['tools/bench.py', '--quick', '--only', 'models', '--models', 'vgg_basic', '--repeats', '1',"
+                " '--model-batch', '2', '--out', sys.argv[1]]\n"
+                "runpy.run_path('tools/bench.py', run_name='__main__')\n"
+                "sys.path.insert(0, 'tools')\n"
+                "import gpucheck\n"
+                "print(gpucheck.run_gpu_tests(timeout=5))\n")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "pytest is not installed" in done.stdout
+    assert "train vgg_basic" in done.stdout and "pytest is not installed" in done.stdout
 
 
 def test_without_tqdm_the_progress_bar_prints_plain_lines(monkeypatch, capsys):

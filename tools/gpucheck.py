@@ -1,11 +1,11 @@
 """The prepared GPU check: the GPU tests, the speed benchmark, then as many of the report's CIFAR-10 runs as fit.
 
-    python -m common.gpucheck /path/to/cifar10-jpeg      # one GPU, at most 8 minutes (--budget-s 480)
-    python -m common.gpucheck --dry-run                  # the same path on the CPU: tiny sizes, under a minute
+    python tools/gpucheck.py /path/to/cifar10-jpeg      # one GPU, about 6 minutes (--budget-s 360)
+    python tools/gpucheck.py --dry-run                  # the same path on the CPU: tiny sizes, under a minute
 
 DATA is an image folder, train/<class>/*.jpg and test/<class>/*.jpg. Within the budget the check
 1. runs the GPU-only tests (pytest -m gpu) if pytest is installed;
-2. benchmarks with common.bench, shortened: training images/s of every report network in fp32 and on the
+2. benchmarks with tools/bench.py, shortened: training images/s of every report network in fp32 and on the
    fast path (bf16 where native), fit() against the bare loop, one ResNet18 epoch (results/bench.csv);
 3. trains on DATA, in this order, ResNet18 Level A (notebook 03), SE-ResNet18 (04), the CIFAR-10
    noisy-label runs (06) and ConvNeXt (04), through run_experiment. A run already recorded is skipped, so a
@@ -14,40 +14,47 @@ DATA is an image folder, train/<class>/*.jpg and test/<class>/*.jpg. Within the 
    resumes it in the next window;
 4. packs what the repository commits (results/*.csv, results/history/*.csv, figures/*.png) and the log into
    runs/gpucheck/gpucheck-<time>.tar.gz, and prints a summary: each network's images/s, each finished run
-   beside the report, and the whole report's time projected from the measured speeds.
+   beside the report, and the whole report's time projected from the measured speeds. A failing step
+   (the tests, the benchmark, a run) is reported and the archive is still written.
 
 Outputs go where common.paths says ($REPRO_ROOT). A full run on a machine without a GPU needs REPRO_ALLOW_CPU=1;
 --dry-run trains the smoke profile on generated data, on the CPU with one thread, in a scratch root
-($REPRO_ROOT if set, else a new one).
+($REPRO_ROOT if set, else a new one). In a copy of the repository without .git, --commit names the commit
+that the results rows record.
 """
 
 import _thread
 import argparse
-import ast
 import contextlib
 import datetime
 import gc
 import importlib.util
-import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from . import bench, checkpoints, paths, recipes
-from .experiment import load_split, run_experiment
-from .published import published_accuracy
-from .results import history_csv, read_history, recorded_result
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from this checkout, installed or not
 
-BUDGET_S = 480
+import bench  # noqa: E402  tools/bench.py, beside this file
+from common import checkpoints, paths, recipes, results  # noqa: E402
+from common.data import DataUnavailable, folder_identity  # noqa: E402
+from common.device import allow_cpu_from_env  # noqa: E402
+from common.experiment import load_split, run_experiment  # noqa: E402
+from common.published import published_accuracy  # noqa: E402
+from common.results import history_csv, read_history, recorded_result  # noqa: E402
+
+BUDGET_S = 360  # about 6 minutes of GPU work: a lent machine's 15-minute window holds a start, this and a retry
 ARCHIVE_LIMIT = 16 * 2**20  # bytes
 MARGIN = 1.15  # a run starts only if this many times its estimate fits in the time left
 SETUP_S = 15.0  # per run, beyond its epochs: network, data to the device, cuDNN's first tuning
@@ -60,41 +67,28 @@ NETWORKS = {"vgg_basic": "vgg_basic", "resnet18": "resnet18", "se_resnet18": "se
             # 128 px through the ImageNet stem (stride 4) meets the same 32 x 32 maps as CIFAR's stem at 32 px
             "resnet18_imagenet": "resnet18"}
 DATASET_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "imagenette": (9_469, 3_925)}
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 DRY_RUN_SIZES = dict(synthetic_sizes=(12, 8), val_size=4, epochs=1)  # one batch of 8 images, one epoch
 
 
-def check_runs(source=None, profile: str = "full") -> list:
-    """(notebook, label, config) of the runs the check trains, in order; `source` is the images (imagefolder:DATA)."""
-    runs = [("03_resnet18_baselines", "ResNet18", recipes.level_a("resnet18", "cifar10", profile, source=source)),
-            ("04_se_convnext", "SE-ResNet18", recipes.level_a("se_resnet18", "cifar10", profile, source=source))]
-    runs += [("06_noisy_labels", label, cfg)
-             for label, cfg in recipes.cifar10_noise_runs(profile, source=source).items()]
-    runs.append(("04_se_convnext", "ConvNeXt", recipes.level_a("convnext", "cifar10", profile, source=source)))
-    return runs
-
-
-def regularization_variants() -> list:
-    """Notebook 02's VARIANTS, read from its parameters cell; every Level E exploration where it cannot be read."""
-    try:
-        cells = json.loads((NOTEBOOKS / "02_regularization.ipynb").read_text())["cells"]
-    except (OSError, ValueError, KeyError):  # installed without the notebooks
-        cells = []
-    for cell in cells:
-        try:
-            body = ast.parse("".join(cell["source"])).body if cell["cell_type"] == "code" else []
-        except SyntaxError:  # a cell with IPython magics
-            continue
-        for node in body:
-            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "VARIANTS":
-                return list(ast.literal_eval(node.value))
-    return [variant for variant in recipes.LEVEL_E_VARIANTS if variant != "basic"]
+def check_runs(data=None, profile: str = "full") -> list:
+    """(notebook, label, config) of the runs the check trains, in order, on the image folder `data` (else on each
+    recipe's own data set)."""
+    runs = [("03_resnet18_baselines", "ResNet18", recipes.level_a("resnet18", "cifar10", profile)),
+            ("04_se_convnext", "SE-ResNet18", recipes.level_a("se_resnet18", "cifar10", profile))]
+    runs += [("06_noisy_labels", label, cfg) for label, cfg in recipes.cifar10_noise_runs(profile).items()]
+    runs.append(("04_se_convnext", "ConvNeXt", recipes.level_a("convnext", "cifar10", profile)))
+    if data is None:
+        return runs
+    # the folder's identity hashes its images (a pass over 60,000 files): once, not once per run
+    folder = Path(data).expanduser().resolve()
+    images = {"source": f"imagefolder:{folder_identity(folder)}", "source_path": str(folder)}
+    return [(notebook, label, cfg.replace(**images)) for notebook, label, cfg in runs]
 
 
 def report_runs() -> list:
     """(notebook, config) of every run of every notebook, full profile, default data: what the report trains."""
     runs = [("01_basic_vgg", recipes.level_e("basic"))]
-    runs += [("02_regularization", recipes.level_e(variant)) for variant in regularization_variants()]
+    runs += [("02_regularization", recipes.level_e(variant)) for variant in recipes.REGULARIZATION_VARIANTS]
     for notebook, models in (("03_resnet18_baselines", ["resnet18"]), ("04_se_convnext", ["se_resnet18", "convnext"])):
         runs += [(notebook, recipes.level_a(model, dataset)) for model in models for dataset in ("cifar10", "cifar100")]
     pretrain = recipes.supcon_pretrain()
@@ -116,12 +110,16 @@ class Speeds:
     rows: list = field(default_factory=list)
 
     def seconds_per_image(self, cfg) -> float:
-        """Seconds to train on one image of this run, all its forward and backward passes included."""
-        return cost(cfg) / self.rate[NETWORKS.get(cfg.model, "resnet18")] + self.extra_s
+        """Seconds to train on one image of this run, all its forward and backward passes included (NaN where
+        its network's speed was not measured)."""
+        return cost(cfg) / self.images_per_s(cfg) + self.extra_s
+
+    def images_per_s(self, cfg) -> float:
+        return self.rate.get(NETWORKS.get(cfg.model, "resnet18"), math.nan)
 
     def run_seconds(self, cfg, n_train: int, n_test: int, done: int = 0) -> float:
         """The estimated seconds of a run's epochs after the first `done`, its evaluations and its final test."""
-        eval_s = EVAL_COST / self.rate[NETWORKS.get(cfg.model, "resnet18")]
+        eval_s = EVAL_COST / self.images_per_s(cfg)
         per_epoch = n_train * self.seconds_per_image(cfg) + (cfg.val_size + n_test * cfg.monitor_test) * eval_s
         return (cfg.epochs - done) * per_epoch + n_test * eval_s
 
@@ -227,7 +225,7 @@ def train_within(cfg, notebook: str, deadline: float, poll_s: float = 0.2) -> di
     thread.start()
     try:
         try:
-            row = run_experiment(cfg, notebook, progress=True, allow_cpu=os.environ.get("REPRO_ALLOW_CPU") == "1").row
+            row = run_experiment(cfg, notebook, progress=True, allow_cpu=allow_cpu_from_env()).row
         finally:
             stop.set()
             thread.join()
@@ -255,6 +253,10 @@ def train_runs(runs: list, speeds: Speeds, sizes: tuple, clock: Clock) -> list:
         done = checkpoint_epoch(cfg)
         need = MARGIN * speeds.run_seconds(cfg, sizes[0] - cfg.val_size, sizes[1], done) + SETUP_S
         left = clock.left() - TAIL_S
+        if math.isnan(need):
+            outcome.update(status="unmeasured")
+            print(f"{cfg.run_id}: not started, the benchmark did not measure its network's speed")
+            continue
         if need > left:
             outcome.update(status="waiting", need=need, left=left, epoch=done)
             print(f"{cfg.run_id}: not started, needs about {need:.0f} s and {max(left, 0):.0f} s are left")
@@ -295,11 +297,16 @@ def run_gpu_tests(timeout: float) -> str:
     return last if done.returncode in (0, 5) else f"FAILED: {last}"
 
 
-def benchmark(device, out: Path, dry_run: bool) -> list:
-    """common.bench's training, model and epoch benchmarks, sized to take about a minute on a GPU."""
+def benchmark(device, out: Path, dry_run: bool) -> tuple:
+    """tools/bench.py's training, model and epoch benchmarks, sized to take about a minute on a GPU; (rows, a line
+    saying how it went): a failure is reported, not raised, so the runs and the archive still follow."""
     sizes = (["--quick", "--repeats", "1", "--model-batch", "2", "--fit-images", "100", "--epoch-batch", "4"]
              if dry_run else ["--repeats", "2", "--model-batch", "256", "--model-steps", "10", "--n-train", "100"])
-    return bench.main(["--device", device.type, "--only", "training", "models", "epoch", "--out", str(out), *sizes])
+    try:
+        rows = bench.main(["--device", device.type, "--only", "training", "models", "epoch", "--out", str(out), *sizes])
+    except (Exception, SystemExit) as err:  # noqa: BLE001  whatever broke, the check goes on to its archive
+        return [], f"FAILED: {type(err).__name__}: {err}"
+    return rows, "done"
 
 
 def decode(runs: list) -> tuple:
@@ -346,10 +353,11 @@ def checkpoint_share(cfg) -> float:
     return writing / (history["seconds"].sum() + writing)
 
 
-def summary(speeds: Speeds, outcomes: list, tests: str, clock: Clock, device, sizes: tuple) -> str:
-    """One screen: speeds, the runs beside the report, the whole report's projected time."""
+def summary(speeds: Speeds, outcomes: list, steps: dict, clock: Clock, device, sizes: tuple) -> str:
+    """One screen: how each step went, speeds, the runs beside the report, the whole report's projected time."""
     fast = bench.fast_path(device)[1].split(",")[0]
-    lines = [f"GPU check on {bench.machine(device)}, {clock.used():.0f} s", f"GPU tests: {tests}",
+    lines = [f"GPU check on {bench.machine(device)}, {clock.used():.0f} s",
+             *(f"{step}: {how}" for step, how in steps.items()),
              f"training images/s per network (benchmark batches):      fp32 | {fast}"]
     for name in bench.MODELS:
         lines.append(f"  {name:<12} {speeds.fp32.get(name, math.nan):>38,.0f} | {speeds.rate.get(name, math.nan):,.0f}")
@@ -370,14 +378,19 @@ def summary(speeds: Speeds, outcomes: list, tests: str, clock: Clock, device, si
             lines.append(f"{name} CUT SHORT after epoch {o['epoch']} of {cfg.epochs}: the next window resumes it")
         elif o["status"] == "waiting":
             lines.append(f"{name} not started: needs about {o['need']:.0f} s, {max(o['left'], 0):.0f} s were left")
+        elif o["status"] == "unmeasured":
+            lines.append(f"{name} not started: its network's speed was not measured")
         else:
             lines.append(f"{name} FAILED: {o['error']}")
     totals = {}
     for notebook, cfg in report_runs():
         totals[notebook] = totals.get(notebook, 0.0) + speeds.run_seconds(cfg, *data_sizes(cfg))
-    lines.append("the whole report at these speeds (every run: epochs x training images / images/s, evaluation "
-                 "included): " + ", ".join(f"{nb[:2]} {s / 60:,.0f} min" for nb, s in totals.items()) +
-                 f"; total {sum(totals.values()) / 3600:,.1f} h")
+    if not all(map(math.isfinite, totals.values())):
+        lines.append("the whole report's time: unknown, the benchmark did not measure every network")
+    else:
+        lines.append("the whole report at these speeds (every run: epochs x training images / images/s, evaluation "
+                     "included): " + ", ".join(f"{nb[:2]} {s / 60:,.0f} min" for nb, s in totals.items()) +
+                     f"; total {sum(totals.values()) / 3600:,.1f} h")
     return "\n".join(lines)
 
 
@@ -402,12 +415,22 @@ class Tee:
         return False
 
 
+def commit_name(text: str) -> str:
+    """--commit HASH: a commit as git names it (7 to 40 hex digits, -dirty where the tree had changes)."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a commit: give its hash, as `git rev-parse --short=12 HEAD` "
+                                         "prints it where the repository's .git is")
+    return text
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m common.gpucheck", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/gpucheck.py", description=__doc__.split("\n")[0])
     parser.add_argument("data", nargs="?", type=Path, help="image folder: train/<class>/*.jpg and test/<class>/*.jpg")
     parser.add_argument("--budget-s", type=float, default=BUDGET_S, help=f"wall time of the whole check ({BUDGET_S})")
     parser.add_argument("--dry-run", action="store_true",
                         help="the same path on the CPU: smoke profile, generated data, tiny sizes, a scratch root")
+    parser.add_argument("--commit", type=commit_name,
+                        help="the commit this copy of the repository holds, for the results rows where .git is absent")
     args = parser.parse_args(argv)
     if not args.dry_run and args.data is None:
         parser.error("give the image folder to train on (DATA), or --dry-run to check the path without one.")
@@ -418,46 +441,72 @@ def parse_args(argv=None):
     return args
 
 
+def record_commit(commit) -> None:
+    """Make the results rows name `commit` where git cannot say which commit this copy holds; say what they will name."""
+    known = results.git_commit()
+    if commit and known == "unknown":
+        os.environ[results.COMMIT_ENV] = commit  # read by results.git_commit, here and in any process started later
+    elif commit and not known.startswith(commit.removesuffix("-dirty")):
+        print(f"--commit {commit} is ignored: git says this checkout is at {known}, and the rows record that.")
+    elif known == "unknown":
+        print("No .git here and no --commit: the results rows will say git_commit 'unknown' (give --commit HASH).")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     clock = Clock(args.budget_s)
     profile = "smoke" if args.dry_run else "full"
+    try:
+        allow_cpu = allow_cpu_from_env()
+    except ValueError as err:
+        print(err)
+        return 2
     if args.dry_run:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, for the training runs too (set before CUDA starts)
         if not os.environ.get(paths.ROOT_ENV):
             os.environ[paths.ROOT_ENV] = tempfile.mkdtemp(prefix="gpucheck-dry-run-")
         torch.set_num_threads(1)  # on a busy CPU, threads that wait for each other make a dry run many times slower
-    elif not torch.cuda.is_available() and not os.environ.get("REPRO_ALLOW_CPU"):
+    elif not torch.cuda.is_available() and not allow_cpu:
         print("No CUDA GPU is visible: run this on the GPU machine, check the path on this one with --dry-run, or set "
               "REPRO_ALLOW_CPU=1 to train the full profile on the CPU anyway.")
         return 2
+    record_commit(args.commit)
     device = torch.device("cpu" if args.dry_run or not torch.cuda.is_available() else "cuda")
-    runs = check_runs(None if args.dry_run else f"imagefolder:{args.data}", profile)
+    try:
+        runs = check_runs(None if args.dry_run else args.data, profile)
+    except DataUnavailable as err:
+        print(err)
+        return 2
     if args.dry_run:
         runs = [(notebook, label, cfg.replace(**DRY_RUN_SIZES)) for notebook, label, cfg in runs]
     out_dir = paths.repo_root() / "runs" / "gpucheck"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path, archive = out_dir / f"gpucheck-{stamp}.log", out_dir / f"gpucheck-{stamp}.tar.gz"
+    steps, outcomes = {}, []
     with open(log_path, "w") as log, contextlib.redirect_stdout(Tee(sys.stdout, log)), \
             contextlib.redirect_stderr(Tee(sys.stderr, log)):
         print(f"gpucheck: {'dry run, ' if args.dry_run else ''}output root {paths.repo_root()}, "
               f"budget {args.budget_s:.0f} s")
-        tests = run_gpu_tests(timeout=max(30.0, min(150.0, clock.left() / 4)))
-        print(f"GPU tests: {tests} ({clock.used():.0f} s)")
-        speeds = speeds_from(benchmark(device, paths.results_dir(profile) / "bench.csv", args.dry_run), device)
-        print(f"benchmark done ({clock.used():.0f} s)")
-        sizes = decode(runs)
-        print(f"data: {sizes[0]:,} training and {sizes[1]:,} test images ({clock.used():.0f} s)")
-        outcomes = train_runs(runs, speeds, sizes, clock)
-        text = summary(speeds, outcomes, tests, clock, device, sizes)
-        print("\n" + text)
+        try:
+            steps["GPU tests"] = run_gpu_tests(timeout=max(30.0, min(150.0, clock.left() / 4)))
+            print(f"GPU tests: {steps['GPU tests']} ({clock.used():.0f} s)")
+            rows, steps["benchmark"] = benchmark(device, paths.results_dir(profile) / "bench.csv", args.dry_run)
+            print(f"benchmark: {steps['benchmark']} ({clock.used():.0f} s)")
+            speeds = speeds_from(rows, device)
+            sizes = decode(runs)
+            print(f"data: {sizes[0]:,} training and {sizes[1]:,} test images ({clock.used():.0f} s)")
+            outcomes = train_runs(runs, speeds, sizes, clock)
+            print("\n" + summary(speeds, outcomes, steps, clock, device, sizes))
+        except Exception:  # noqa: BLE001  the log, in the archive below, keeps the traceback
+            traceback.print_exc()
+            steps["check"] = "FAILED: stopped early, see the traceback above"
     left_out = pack(archive, log_path, profile)
     print(f"archive: {archive} ({archive.stat().st_size / 2**20:.1f} MB)" +
           (f"; {len(left_out)} figures left out to stay under 16 MB (each run's history CSV redraws it)"
            if left_out else ""))
     print("to commit it: tar -xzf ARCHIVE -C <your checkout>, then git add results figures and git commit")
-    failed = tests.startswith("FAILED") or any(o["status"] == "failed" for o in outcomes)
+    failed = any(how.startswith("FAILED") for how in steps.values()) or any(o["status"] == "failed" for o in outcomes)
     return 1 if failed else 0
 
 
