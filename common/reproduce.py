@@ -18,7 +18,6 @@ interruption left.
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -28,10 +27,10 @@ import torch
 
 from . import data, distributed, paths
 from .config import PARALLEL_MODES
+from .device import ALLOW_CPU_ENV, allow_cpu_from_env
 from .summary import screen_summary
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the repository's, wherever outputs go
-ALLOW_CPU_ENV = "REPRO_ALLOW_CPU"  # 1: train the full profile on a CPU (read here and in the notebooks' parameters)
 
 
 def notebooks(only=None) -> list:
@@ -114,7 +113,11 @@ def main(argv=None) -> int:
             print(err)
             return 2
 
-    allow_cpu = os.environ.get(ALLOW_CPU_ENV) == "1"
+    try:
+        allow_cpu = allow_cpu_from_env()
+    except ValueError as err:
+        print(err)
+        return 2
     if args.profile == "full" and not torch.cuda.is_available() and not allow_cpu:
         print("The full profile needs a GPU and none was found: run it on a GPU machine or in Colab, use "
               f"--profile smoke, or set {ALLOW_CPU_ENV}=1 to train on the CPU anyway (hours per notebook).")
@@ -138,7 +141,7 @@ def main(argv=None) -> int:
               f"(ending in {shortened}) unless that is the smoke recipe's own length (smoke runs test the code path "
               "and are never compared with the report).")
     gpus = args.gpus or torch.cuda.device_count()
-    if args.parallel == "ddp":
+    if args.parallel == "ddp" and args.gpus:  # only a number the user gave can ask for more GPUs than there are
         try:
             distributed.check_gpus(gpus)
         except ValueError as err:

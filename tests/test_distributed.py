@@ -93,6 +93,16 @@ def test_more_processes_than_gpus_are_refused_with_the_fix():
         distributed.check_gpus(0, visible=2)
 
 
+def test_ddp_on_a_machine_without_gpus_names_no_flag_the_user_did_not_give(cpu_root, monkeypatch, capsys):
+    from common import reproduce
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(reproduce, "_run_all", lambda *args: [])  # the notebooks themselves are not the point
+    assert reproduce.main(["--profile", "smoke", "--parallel", "ddp", "--only", "01"]) == 0
+    out = capsys.readouterr().out
+    assert "--parallel ddp needs at least 2 GPUs and 0 are visible" in out and "--gpus" not in out
+
+
 def test_two_processes_on_one_gpu_are_refused_before_binding(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
