@@ -119,7 +119,9 @@ def _source_cells(published: pd.Series, runs: pd.DataFrame) -> dict:
             LOSS_COLUMN: _format_losses(published["loss"], mean[f"test_loss_{epoch}"]),
             "seeds": _seeds_label(runs),
             "epochs": _epochs(runs["epochs"]),
-            "wall time": _duration(mean["wall_seconds"]),
+            # a range, not a mean: one run slowed by a shared machine would move a mean without a trace
+            "wall time": _duration(numbers["wall_seconds"].min()) if len(runs) == 1 or numbers["wall_seconds"].nunique() < 2
+            else f"{_duration(numbers['wall_seconds'].min())} to {_duration(numbers['wall_seconds'].max())}",
             "run": ", ".join(runs["run_id"].astype(str))}
 
 

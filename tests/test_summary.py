@@ -101,6 +101,14 @@ def test_several_seeds_show_their_mean_sample_standard_deviation_and_count(root)
     assert row["run"] == "a_resnet18-cifar10-s0, a_resnet18-cifar10-s1, a_resnet18-cifar10-s2"
 
 
+def test_wall_time_over_seeds_is_a_range_never_a_mean(root):
+    # one run slowed by a shared machine (74 min against 12-13): a mean of 33 min would describe none of them
+    write_rows("full", "01.csv", [run_row("e_basic", "cifar10", seed, 0.81, wall=wall)
+                                  for seed, wall in enumerate((750.0, 770.0, 4440.0))])
+    row = table_row(summary.report_tables(summary.collect_results("full")), "Level E", "VGG basic", "cifar10")
+    assert row["wall time"] == "12 min to 1 h 14 min"
+
+
 def test_runs_of_one_seed_that_differ_otherwise_are_counted_as_runs(root):
     write_rows("full", "03_resnet.csv", [run_row("a_resnet18", "cifar10", 0, 0.9100),
                                           run_row("a_resnet18", "cifar10", 0, 0.9200, run_id="again")])
