@@ -122,12 +122,13 @@ def classify(cfg: RunConfig, folder: Path, device: torch.device, items: list, to
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.evaluate", description=__doc__.split(": ", 1)[1])
+    parser = argparse.ArgumentParser(prog="python -m common.evaluate",
+                                     description="A recorded run's best weights on its test set, or on your images.")
     parser.add_argument("run", help="a run id (its results row's run_id) or a checkpoint folder")
     parser.add_argument("--profile", choices=paths.PROFILES, help="where a run id is looked for ($REPRO_PROFILE)")
-    parser.add_argument("--out", help="where to write the predictions (default: the run's results/predictions/)")
+    parser.add_argument("--out", metavar="PATH", help="where to write the predictions (default: the run's results)")
     parser.add_argument("--images", nargs="+", metavar="DIR_OR_FILE", help="classify these images instead")
-    parser.add_argument("--data", help="an image-folder run: where its train/ and test/ folders lie")
+    parser.add_argument("--data", metavar="FOLDER", help="an image-folder run: where its train/ and test/ folders lie")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
