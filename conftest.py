@@ -17,7 +17,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 def pytest_configure(config):
     """Notebooks run through nbval in lax mode where nbval is installed; without it the unit tests still run."""
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (python -m common.gpucheck runs these: pytest -m gpu)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (tools/gpucheck.py runs these: pytest -m gpu)")
     if config.pluginmanager.hasplugin("nbval") and not config.option.nbval:
         config.option.nbval_lax = True
 

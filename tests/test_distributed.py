@@ -40,11 +40,11 @@ def one_process(tmp_path_factory):
     return train(tmp_path_factory.mktemp("ddp") / "one", 1)
 
 
-def assert_same_model(a: dict, b: dict, atol=1e-6):
+def assert_same_model(a: dict, b: dict, atol=1e-6, loss_rel=1e-6):
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=atol)
     for row_a, row_b in zip(a["history"], b["history"], strict=True):
-        assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=1e-6)
+        assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=loss_rel)
         accuracies = row_a["train_acc"], row_b["train_acc"]  # NaN for both in a contrastive run
         assert accuracies[0] == accuracies[1] or all(map(math.isnan, accuracies))
 
@@ -80,7 +80,10 @@ def test_two_nccl_processes_on_two_gpus_end_with_the_one_gpu_model(tmp_path):
     one, two = train(tmp_path / "one", 1, gpus=True), train(tmp_path / "two", 2, gpus=True)
     for epoch in (1, 2, 3):
         assert sorted(two["indices"][0][epoch] + two["indices"][1][epoch]) == list(range(101))
-    assert_same_model(one, two, atol=1e-5)  # cuDNN may pick other kernels for a share than for the whole batch
+    # cuDNN may pick other kernels for a share than for the whole batch, and NCCL sums the shares' gradients in an
+    # order of its own: each step differs in the last bits, and 3 epochs of SGD at lr 0.2 grow that, so the losses
+    # get the weights' relative tolerance (1e-4), not the CPU tests' 1e-6 (this test has not run on two GPUs yet)
+    assert_same_model(one, two, atol=1e-5, loss_rel=1e-4)
 
 
 def test_more_processes_than_gpus_are_refused_with_the_fix():

@@ -1,7 +1,7 @@
 """The prepared GPU check: the GPU tests, the speed benchmark, then as many of the report's CIFAR-10 runs as fit.
 
     python tools/gpucheck.py /path/to/cifar10-jpeg      # one GPU, about 6 minutes (--budget-s 360)
-    python tools/gpucheck.py --dry-run                  # the same path on the CPU: tiny sizes, under a minute
+    python tools/gpucheck.py --dry-run                  # the same path on the CPU: tiny sizes, a few minutes
 
 DATA is an image folder, train/<class>/*.jpg and test/<class>/*.jpg. Within the budget the check
 1. runs the GPU-only tests (pytest -m gpu) if pytest is installed;
