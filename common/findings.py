@@ -168,8 +168,9 @@ def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
         label = f"{a} - {b}"
         row = (family if dataset == "cifar10" and label in family.index else judge_pairs(results, [(a, b)], dataset)).loc[label]
         statistic = "" if row["verdict"] == verdicts.NOT_RUN else (
-            f"{row['ours']:+.4f} {row['95% interval']} against the report's {row['report']:+.4f}; p {row['p']:.3g}"
-            + (f" (Holm {row['p (Holm)']:.3g})" if label in family.index and dataset == "cifar10" else "")
+            f"{row['ours']:+.4f} {row['95% interval']} against the report's {row['report']:+.4f}; "
+            f"p {verdicts.format_p(row['p'])}"
+            + (f" (Holm {verdicts.format_p(row['p (Holm)'])})" if label in family.index and dataset == "cifar10" else "")
             + f"; {row['test']}" + (f"; McNemar {row['McNemar (one network a side)']}"
                                     if row["McNemar (one network a side)"] else ""))
         return {"what": f"{a} vs {b}", "data": row["data"], "seeds": row["seeds"], "verdict": row["verdict"],
@@ -206,7 +207,7 @@ def _statistic(comparison: verdicts.Comparison, head: str) -> str:
     if math.isnan(comparison.low):
         return f"{head}: {comparison.difference:+.4f}; {comparison.test}"
     return (f"{head}: {comparison.difference:+.4f} [{comparison.low:+.4f}, {comparison.high:+.4f}], "
-            f"p {comparison.p:.3g}; {comparison.test}")
+            f"p {verdicts.format_p(comparison.p)}; {comparison.test}")
 
 
 def _rows(results: pd.DataFrame, experiments: list, dataset: str) -> str:

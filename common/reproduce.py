@@ -4,6 +4,7 @@
     python -m common.reproduce --profile full           # the report's recipes, on a GPU
     python -m common.reproduce --only 01 08             # a subset, by number or name
     python -m common.reproduce --epochs 3               # every run shortened to 3 epochs, for a quick look
+    python -m common.reproduce --profile full --no-train  # only what is recorded: tables, figures, no training
     python -m common.reproduce --force                  # train again runs that already finished
     python -m common.reproduce --rehash                 # hash the image folders' files again (see data.folder_identity)
     python -m common.reproduce --parallel spread        # several GPUs: a notebook's runs one per GPU
@@ -102,6 +103,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true",
                         help="train through torch.compile (its warm-up is recorded apart, as compile_seconds)")
     parser.add_argument("--force", action="store_true", help="train again runs that already finished (FORCE)")
+    parser.add_argument("--no-train", dest="train", action="store_false",
+                        help="show only what is recorded (TRAIN = False): no training, no download, no GPU needed")
     parser.add_argument("--rehash", action="store_true",
                         help="hash every image folder's files again instead of trusting their sizes and times")
     args = parser.parse_args(argv)
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(err)
         return 2
-    if args.profile == "full" and not torch.cuda.is_available() and not allow_cpu:
+    if args.profile == "full" and args.train and not torch.cuda.is_available() and not allow_cpu:
         print("The full profile needs a GPU and none was found: run it on a GPU machine or in Colab, use "
               f"--profile smoke, or set {ALLOW_CPU_ENV}=1 to train on the CPU anyway (hours per notebook).")
         return 2
@@ -166,6 +169,8 @@ def main(argv=None) -> int:
         parameters["EPOCHS"] = args.epochs
     if args.force:
         parameters["FORCE"] = True
+    if not args.train:
+        parameters["TRAIN"] = False
     started = time.time()
     failed = _run_all(selected, out_dir, parameters)
     print(f"{len(selected) - len(failed)} of {len(selected)} notebooks ran in {_minutes(time.time() - started)}.")

@@ -135,6 +135,11 @@ def judge(pairs: list) -> pd.DataFrame:
     return pd.DataFrame(lines).set_index("comparison") if lines else pd.DataFrame(lines)
 
 
+def format_p(p: float) -> str:
+    """A p-value for a sentence: two significant digits, `< 0.001` below that, `n/a` without a test."""
+    return "n/a" if p is None or math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.2g}"
+
+
 def _round(value, digits: int = 4) -> float:
     return math.nan if value is None or math.isnan(value) else round(float(value), digits) + 0.0
 

@@ -162,6 +162,16 @@ def test_the_job_ends_with_the_summary_on_screen_and_says_smoke_numbers_mean_not
     assert "mean nothing" in out and str(results / "summary.md") in out and str(root / "runs" / "smoke") in out
 
 
+def test_no_train_passes_train_false_and_needs_no_gpu(root, monkeypatch):
+    marker = root / "train.txt"
+    write_notebook(root / "notebooks" / "01_shows.ipynb", f"open({str(marker)!r}, 'w').write(str(TRAIN))",
+                   TRAINING_PARAMETERS + "\nTRAIN = True")
+    monkeypatch.setattr(reproduce.torch.cuda, "is_available", lambda: False)
+    assert reproduce.main(["--profile", "full", "--no-train"]) == 0  # no REPRO_ALLOW_CPU asked for: nothing trains
+    assert marker.read_text() == "False"
+    assert reproduce.main(["--profile", "full"]) == 2  # training the full profile without a GPU is still refused
+
+
 def test_a_notebook_gets_only_the_parameters_it_declares(root, caplog):
     write_notebook(root / "notebooks" / "08_summary.ipynb", "assert PROFILE == 'smoke'", "PROFILE = 'full'")
     assert reproduce.main(["--profile", "smoke", "--compile"]) == 0
@@ -170,7 +180,7 @@ def test_a_notebook_gets_only_the_parameters_it_declares(root, caplog):
 
 def test_every_notebook_that_trains_declares_every_switch_of_the_command():
     papermill = pytest.importorskip("papermill")
-    switches = {"PROFILE", "COMPILE", "SYNC_BN", "PARALLEL", "GPUS", "ALLOW_CPU", "EPOCHS", "FORCE"}
+    switches = {"PROFILE", "COMPILE", "SYNC_BN", "PARALLEL", "GPUS", "ALLOW_CPU", "EPOCHS", "FORCE", "TRAIN"}
     for notebook in reproduce.notebooks():
         if "run_experiment" in notebook.read_text():
             assert switches <= set(papermill.inspect_notebook(str(notebook))), notebook.name

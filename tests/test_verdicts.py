@@ -85,3 +85,8 @@ def test_judge_corrects_the_family_together():
     assert table.loc["x", "p (Holm)"] == pytest.approx(min(1, 2 * table.loc["x", "p"]), abs=1e-3)
     assert table.loc["x", "verdict"] == HOLDS and table.loc["y", "verdict"] == NOISE
     assert table.loc["y", "McNemar (one network a side)"].startswith("3 vs 9 images")
+
+
+def test_p_values_read_in_a_sentence():
+    from common.verdicts import format_p
+    assert (format_p(0.0162), format_p(0.00004), format_p(math.nan)) == ("0.016", "< 0.001", "n/a")
