@@ -167,12 +167,13 @@ def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
         a, b, dataset = args
         label = f"{a} - {b}"
         row = (family if dataset == "cifar10" and label in family.index else judge_pairs(results, [(a, b)], dataset)).loc[label]
+        holm = label in family.index and dataset == "cifar10"
+        tested = "" if math.isnan(row["p"]) else f"p {verdicts.format_p(row['p'])}" + (
+            f" (Holm {verdicts.format_p(row['p (Holm)'])})" if holm else "") + "; "
+        paired = row["McNemar (one network a side)"]
         statistic = "" if row["verdict"] == verdicts.NOT_RUN else (
-            f"{row['ours']:+.4f} {row['95% interval']} against the report's {row['report']:+.4f}; "
-            f"p {verdicts.format_p(row['p'])}"
-            + (f" (Holm {verdicts.format_p(row['p (Holm)'])})" if label in family.index and dataset == "cifar10" else "")
-            + f"; {row['test']}" + (f"; McNemar {row['McNemar (one network a side)']}"
-                                    if row["McNemar (one network a side)"] else ""))
+            f"{row['ours']:+.4f}{' ' + row['95% interval'] if row['95% interval'] else ''} against the report's "
+            f"{row['report']:+.4f}; {tested}{row['test']}" + (f"; McNemar {paired}" if paired else ""))
         return {"what": f"{a} vs {b}", "data": row["data"], "seeds": row["seeds"], "verdict": row["verdict"],
                 "statistic": statistic, "rows": _rows(results, [a, b], dataset)}
     if kind == "ece":
@@ -216,6 +217,16 @@ def _rows(results: pd.DataFrame, experiments: list, dataset: str) -> str:
     return ", ".join(f"[{name}](../results/{name}.csv)" for name in notebooks)
 
 
+def _joined(parts: list, key: str) -> str:
+    """One cell from a claim's parts: each part's text (the data and the rows once each, whatever parts share)."""
+    texts = [part[key] for part in parts if part.get(key)]
+    if key == "rows":
+        texts = [link for text in texts for link in text.split(", ")]
+    if key in ("data", "rows"):
+        texts = list(dict.fromkeys(texts))
+    return " · ".join(texts) or "—"
+
+
 def findings_table(results: pd.DataFrame) -> pd.DataFrame:
     """One line per claim of the report: its words, and each part's comparison, data, seeds, verdict and statistic."""
     family = level_e_family(results)
@@ -223,8 +234,7 @@ def findings_table(results: pd.DataFrame) -> pd.DataFrame:
     for claim, line, words, parts in CLAIMS:
         found = [_part(results, family, part) for part in parts]
         lines.append({"claim": claim, "report line": line, "the report says": words,
-                      **{key: " · ".join(p[key] for p in found if p.get(key)) or "—"
-                         for key in ("what", "data", "seeds", "verdict", "statistic", "rows")}})
+                      **{key: _joined(found, key) for key in ("what", "data", "seeds", "verdict", "statistic", "rows")}})
     return pd.DataFrame(lines)
 
 
