@@ -16,9 +16,17 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .imageops import (_per_sample, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
-                       gaussian_blur, grayscale, rotate, shift)
-
+from .imageops import (
+    _per_sample,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    gaussian_blur,
+    grayscale,
+    rotate,
+    shift,
+)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -299,7 +307,8 @@ def op(name: str, **params) -> dict:
 def build_augment(spec):
     """An op chain from a spec, a sequence of op(...) steps (common.recipes holds the report's); None for none.
 
-    A spec of specs, such as (SUPCON_VIEW1, SUPCON_VIEW2) of common.recipes, gives one view per spec, stacked (see Views).
+    A spec of specs, such as (SUPCON_VIEW1, SUPCON_VIEW2) of common.recipes, gives one view per spec, stacked
+    (see Views).
     """
     if not spec:
         return None

@@ -14,7 +14,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LOSSES = ("cross_entropy", "supcon", "supcon_with_self")
 DATASETS = ("cifar10", "cifar100", "imagenette")
 PARALLEL_MODES = ("off", "ddp", "spread")
-IDENTITY = re.compile(r"[A-Za-z0-9_.-]+-[0-9a-f]{10}")  # an image folder's identity, as common.data.folder_identity makes it
+# an image folder's identity, as common.data.folder_identity makes it
+IDENTITY = re.compile(r"[A-Za-z0-9_.-]+-[0-9a-f]{10}")
 
 
 @dataclass
@@ -53,7 +54,8 @@ class RunConfig:
     monitor_test: bool = False  # evaluate the test set every epoch for the curves (never for model selection)
     seed: int = 0
     profile: str = "full"
-    precision: str = "auto"  # auto (bf16 where the device computes it natively, else fp16 on CUDA / fp32) | fp32 | bf16 | fp16
+    # auto (bf16 where the device computes it natively, else fp16 on CUDA / fp32) | fp32 | bf16 | fp16
+    precision: str = "auto"
     channels_last: str = "auto"  # auto (on) | on | off
     shortened: bool = False  # trained for another number of epochs than its recipe (--epochs): never the report's row
     # where an image folder lies; not part of the run's identity, which is the folder's name and a digest of its images
@@ -71,8 +73,8 @@ class RunConfig:
         """Refuse impossible settings with one sentence naming the field and the fix."""
         problems = []
         if self.dataset not in DATASETS:
-            problems.append(f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)} (the report's data set the run "
-                            "stands for; `source` names the images it trains on)")
+            problems.append(f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)} (the report's data set the "
+                            "run stands for; `source` names the images it trains on)")
         if self.epochs < 1:
             problems.append(f"epochs={self.epochs}: train for at least 1 epoch")
         if self.batch_size < 1:

@@ -64,7 +64,7 @@ class Split:
 
 def load_images(source: str, data_dir=None, num_classes: int = 10, image_size: int = 32,
                 synthetic_sizes=(512, 256), seed: int = 0, folder=None) -> ImageSet:
-    """Load a source by name: cifar10, cifar100, imagenette, synthetic, or imagefolder:NAME-DIGEST read from `folder`."""
+    """Load a source: cifar10, cifar100, imagenette, synthetic, or imagefolder:NAME-DIGEST read from `folder`."""
     data_dir = Path(data_dir or paths.data_dir())
     if source == "synthetic":
         return synthetic_images(num_classes, synthetic_sizes[0], synthetic_sizes[1], image_size, seed)
@@ -184,7 +184,8 @@ def folder_identity(folder) -> str:
     folder = Path(folder).expanduser().resolve()
     if not (folder / "train").is_dir() or not (folder / "test").is_dir():
         raise DataUnavailable(f"No image folder at {folder}: expected {folder}/train/<class>/*.jpg and "
-                              f"{folder}/test/<class>/*.jpg; check the path after 'imagefolder:' or run the smoke profile.")
+                              f"{folder}/test/<class>/*.jpg; check the path after 'imagefolder:' or run the smoke "
+                              "profile.")
     files = _image_files(folder)
     stats = hashlib.sha1("".join(f"{f}:{(folder / f).stat().st_size}:{(folder / f).stat().st_mtime_ns}"
                                  for f in files).encode()).hexdigest()

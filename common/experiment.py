@@ -83,7 +83,7 @@ def build_for(cfg: RunConfig, device="cpu") -> torch.nn.Module:
 
 
 def load_trained(cfg: RunConfig, device="cpu", which: str = "best", folder=None) -> torch.nn.Module:
-    """A run's network with its best-validation (or last) weights, in eval mode (`folder`: its checkpoints elsewhere)."""
+    """A run's network with its best-validation (or last) weights, in eval mode (`folder`: its checkpoints' copy)."""
     model = build_for(cfg, device)
     model.load_state_dict(checkpoints.load_weights(cfg, which, device, folder))
     return model.eval()
@@ -168,7 +168,7 @@ def _training_lock(cfg: RunConfig):
                 held.enter_context(results.locked(checkpoints.run_folder(cfg), wait=False))
             except results.Busy:
                 raise RunBusy(f"{cfg.run_id} is being trained by another process right now: let it finish, then "
-                              "run this again to load its result (or stop that process; this one then resumes it).") from None
+                              "run this again to load its result (or stop that process: this resumes it).") from None
         yield
 
 

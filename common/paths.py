@@ -13,7 +13,8 @@ def default_profile() -> str:
     """The profile a notebook runs when no papermill parameter says otherwise: $REPRO_PROFILE, else full."""
     profile = os.environ.get(PROFILE_ENV, "full")
     if profile not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={profile!r} is not a profile: set it to one of {', '.join(PROFILES)}, or unset it.")
+        raise ValueError(f"{PROFILE_ENV}={profile!r} is not a profile: set it to one of {', '.join(PROFILES)}, "
+                         "or unset it.")
     return profile
 
 

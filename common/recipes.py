@@ -175,7 +175,8 @@ def noisy_labels(dataset: str = "imagenette", kind: str = "symmetric", rate: flo
         raise ValueError(f"Unknown data set {dataset!r} or noise {kind!r}: use one of {', '.join(NOISE_DATA)} "
                          f"and one of {', '.join(NOISE_SHORT)}.")
     method = "coteach" if coteaching else "ce"
-    experiment = "noise_clean" if rate == 0 and not coteaching else f"noise_{NOISE_SHORT[kind]}{round(rate * 100)}_{method}"
+    experiment = ("noise_clean" if rate == 0 and not coteaching
+                  else f"noise_{NOISE_SHORT[kind]}{round(rate * 100)}_{method}")
     cfg = RunConfig(experiment=experiment, dataset=dataset, **NOISE_DATA[dataset], **NOISE_TRAINING,
                     label_noise={"kind": kind, "rate": rate} if rate else {},
                     coteaching={"forget_rate": rate, "ramp_epochs": ramp_epochs} if coteaching else {})

@@ -7,7 +7,7 @@ import pandas as pd
 
 from common.data import describe_source
 from common.paths import check_profile, results_dir
-from common.published import AS_RUN_TWIN, FINAL_EPOCH_TABLES, TABLES, published_table
+from common.published import FINAL_EPOCH_TABLES, TABLES, published_table
 from common.results import RESULT_FIELDS, atomic_path, read_history, read_results, shortened_flags
 
 NOT_RUN = "not run"

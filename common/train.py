@@ -139,9 +139,9 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
             saving = time.perf_counter()
             # best.pt is written only with the last.pt that names its epoch, so the two always agree on disk
             new_best = selects and run.best_state is not None and run.best["epoch"] != run.best_on_disk
-            checkpoints.save_epoch(folder, {**trainer.state(), "config": cfg.to_dict(), "config_hash": cfg.fingerprint(),
-                                            "epoch": epoch, "history": run.history, "best": run.best,
-                                            "wall_seconds": run.wall},
+            checkpoints.save_epoch(folder, {**trainer.state(), "config": cfg.to_dict(),
+                                            "config_hash": cfg.fingerprint(), "epoch": epoch,
+                                            "history": run.history, "best": run.best, "wall_seconds": run.wall},
                                    {"model": run.best_state, "epoch": run.best["epoch"]} if new_best else None)
             run.best_on_disk = run.best["epoch"]
             # what checkpointing costs, beside the epoch's seconds (the epoch's own row in last.pt predates it)

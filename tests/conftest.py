@@ -15,6 +15,13 @@ def tiny_cnn(num_classes=10):
 
 
 @pytest.fixture
+def root(tmp_path, monkeypatch):
+    """A scratch output root (REPRO_ROOT); some test files narrow it with a `root` of their own."""
+    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
 def cpu_root(tmp_path, monkeypatch):
     """A scratch output root, the CPU only (even where CUDA exists, in subprocesses too) and one torch thread."""
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))

@@ -8,10 +8,27 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torchvision.transforms.v2 import functional as TF
 
-from common.augment import (ColorJitter, Compose, Cutout, RandomCrop, RandomFlip, RandomRotation, RandomTranslate,
-                            build_augment, normalize, op)
-from common.imageops import (adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, hsv_to_rgb,
-                             rgb_to_hsv, rotate)
+from common.augment import (
+    ColorJitter,
+    Compose,
+    Cutout,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslate,
+    build_augment,
+    normalize,
+    op,
+)
+from common.imageops import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    hsv_to_rgb,
+    rgb_to_hsv,
+    rotate,
+)
 from common.loader import DeviceLoader
 from common.recipes import LEVEL_A_AUGMENT
 
@@ -52,7 +69,8 @@ def test_level_a_chain_keeps_shape_dtype_and_range():
 def test_each_sample_gets_its_own_parameters():
     image = images(1, seed=3)
     batch = image.expand(64, -1, -1, -1).contiguous()
-    for spec in (LEVEL_A_AUGMENT, (op("crop", padding=4),), (op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),), (op("rotate", degrees=15),)):
+    for spec in (LEVEL_A_AUGMENT, (op("crop", padding=4),),
+                 (op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),), (op("rotate", degrees=15),)):
         out = build_augment(spec)(batch, gen(2))
         distinct = torch.unique(out.flatten(1), dim=0)
         assert len(distinct) >= (60 if spec == LEVEL_A_AUGMENT or spec[0]["op"] == "jitter" else 30), spec
@@ -235,7 +253,9 @@ def test_build_augment_parses_the_level_a_spec():
     assert [op for op, _, _ in jitter.ops] == [adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue]
     assert [bound for _, low, high in jitter.ops for bound in (low, high)] == pytest.approx(
         [0.6, 1.4, 0.6, 1.4, 0.6, 1.4, -0.1, 0.1])
-    assert LEVEL_A_AUGMENT == (op("crop", padding=4), op("flip"), op("translate", fraction=0.1), op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1), op("rotate", degrees=15), op("cutout", size=8))
+    assert LEVEL_A_AUGMENT == (op("crop", padding=4), op("flip"), op("translate", fraction=0.1),
+                               op("jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
+                               op("rotate", degrees=15), op("cutout", size=8))
 
 
 @pytest.mark.parametrize("name,params,words", [
@@ -259,7 +279,8 @@ def test_build_augment_rejects_bad_specs_with_one_clear_sentence(name, params, w
 
 
 def test_a_recipe_step_writes_out_every_parameter():
-    assert op("jitter", hue=0.05) == {"op": "jitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.05}
+    assert op("jitter", hue=0.05) == {"op": "jitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4,
+                                      "hue": 0.05}
     with pytest.raises(ValueError, match="no parameter size"):
         op("flip", size=3)
 
@@ -270,7 +291,8 @@ def test_build_augment_refuses_the_old_string_specs():
 
 
 def test_build_augment_reads_whole_numbers_as_ints():
-    assert build_augment((op("crop", padding=2),)).ops[0].padding == 2 and isinstance(build_augment((op("cutout", size=8),)).ops[0].size, int)
+    assert build_augment((op("crop", padding=2),)).ops[0].padding == 2
+    assert isinstance(build_augment((op("cutout", size=8),)).ops[0].size, int)
     assert build_augment((op("flip", p=0.25),)).ops[0].p == 0.25 and build_augment(None) is None
     assert math.isclose(build_augment((op("jitter", brightness=0.2),)).ops[0].ops[0][1], 0.8)
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from common import checkpoints, data, notebook, reproduce, results
+
 from helpers import micro
 
 

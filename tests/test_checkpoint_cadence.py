@@ -5,11 +5,12 @@ import time
 
 import pytest
 import torch
-from helpers import micro
 
 from common import checkpoints, train
 from common.config import Execution
 from common.experiment import build_for, load_split, make_loaders
+
+from helpers import micro
 
 
 class FakeClock:

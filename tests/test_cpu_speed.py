@@ -14,7 +14,8 @@ PROBE = "from common.device import every_thread_flushes; print(every_thread_flus
 
 def run_python(code: str) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={"OMP_NUM_THREADS": "2", "PATH": ""}, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+                         env={"OMP_NUM_THREADS": "2", "PATH": ""},
+                         cwd=str(__import__("pathlib").Path(__file__).parents[1]))
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 

@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import micro
 from PIL import Image
 
 from common import checkpoints, evaluate, predictions
 from common.data import synthetic_images
 from common.experiment import run_experiment
+
+from helpers import micro
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from common import train
-from common.config import RunConfig
+from common.config import Execution, RunConfig
 from common.loader import DeviceLoader
-from common.config import Execution
 from common.train import Loaders, fit
 
 READS = {"item", "tolist", "__int__", "__float__", "__bool__", "__index__", "cpu", "numpy"}  # each one waits on a GPU

@@ -5,11 +5,11 @@ import pytest
 
 pytest.importorskip("scipy", reason="the verdicts need scipy (in requirements.txt)")
 
-from test_summary import JPEG, root, run_row, write_rows  # noqa: E402,F401  (root is a fixture)
-
 from common import findings, verdicts  # noqa: E402
 from common.predictions import write_predictions  # noqa: E402
 from common.summary import collect_results  # noqa: E402
+
+from test_summary import JPEG, run_row, write_rows  # noqa: E402
 
 
 def level_e(experiment, seed, final, source=JPEG):

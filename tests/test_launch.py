@@ -23,7 +23,8 @@ def root(cpu_root):
 
 def test_spread_trains_each_run_once_in_the_workers_with_the_in_process_results(root, monkeypatch, capsys):
     configs = {"basic": micro(), "gap": micro("gap"), "strided": micro("strided")}
-    spread = run_experiments(configs, notebook="02_test", allow_cpu=True, execution=Execution(parallel="spread", gpus=2))
+    spread = run_experiments(configs, notebook="02_test", allow_cpu=True,
+                             execution=Execution(parallel="spread", gpus=2))
     out = capsys.readouterr().out
     assert "training 3 runs of 02_test in 2 worker processes" in out
     assert all(run.loaded for run in spread.values())  # the notebook's process only loaded what the workers wrote
@@ -32,7 +33,8 @@ def test_spread_trains_each_run_once_in_the_workers_with_the_in_process_results(
     assert not list(paths.checkpoints_dir("smoke").glob(".launch-*"))  # job, claims and logs cleaned up
 
     # the same runs again, one after the other in this process
-    again = {name: run_experiment(cfg, notebook="02_again", force=True, progress=False, allow_cpu=True) for name, cfg in configs.items()}
+    again = {name: run_experiment(cfg, notebook="02_again", force=True, progress=False, allow_cpu=True)
+             for name, cfg in configs.items()}
     for name in configs:
         for key in ("test_acc_final", "test_loss_final", "best_epoch"):
             assert spread[name].row[key] == pytest.approx(again[name].row[key], rel=1e-6)

@@ -10,9 +10,9 @@ from common import recipes
 from common.augment import op
 from common.config import config_differences
 from common.experiment import run_experiment, trace_steps
+from common.schedules import lr_trace
 from common.summary import compare_runs
 from common.viz import plot_lr_schedules
-from common.schedules import lr_trace
 
 matplotlib.use("Agg")
 
@@ -41,7 +41,8 @@ def test_each_variant_changes_only_what_the_report_changed():
         assert "stepped_every" not in cfg.schedule  # the fixed runs step in the schedule's own unit
     assert recipes.level_e("step_decay").schedule == {"name": "step", "step_size": 10, "gamma": 0.1}
     assert recipes.level_e("cosine_restarts").schedule == {"name": "cosine_restarts", "T_0": 10, "T_mult": 1}
-    assert changes("strided") == {"model_options"} and recipes.level_e("strided").model_options == {"downsample": "stride"}
+    assert changes("strided") == {"model_options"}
+    assert recipes.level_e("strided").model_options == {"downsample": "stride"}
     assert changes("gap") == {"model_options"} and recipes.level_e("gap").model_options == {"head": "gap"}
 
 
@@ -74,14 +75,16 @@ def test_monitored_test_curve_is_recorded_but_never_picks_the_epoch(tmp_path, mo
     assert run.row["best_epoch"] == 3
     assert history["test_acc"].iloc[-1] == pytest.approx(run.row["test_acc_final"])
     assert history["test_loss"].iloc[-1] == pytest.approx(run.row["test_loss_final"], rel=1e-6)
-    unmonitored = run_experiment(micro("gap", epochs=3, monitor_test=False, seed=1), "02_test", progress=False, allow_cpu=True)
+    unmonitored = run_experiment(micro("gap", epochs=3, monitor_test=False, seed=1), "02_test", progress=False,
+                                 allow_cpu=True)
     assert unmonitored.history["test_acc"].isna().all()
 
 
 def test_as_run_step_decay_collapses_the_learning_rate_within_the_first_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
     cfg = micro("step_decay", synthetic_sizes=(200, 40), batch_size=5, epochs=30)  # 40 steps an epoch
-    as_run = trace_steps(cfg.replace(schedule={**recipes.STEP_DECAY, "stepped_every": "batch"}), min_steps=30, allow_cpu=True)
+    as_run = trace_steps(cfg.replace(schedule={**recipes.STEP_DECAY, "stepped_every": "batch"}), min_steps=30,
+                         allow_cpu=True)
     fixed = trace_steps(cfg, min_steps=40, allow_cpu=True)
     assert len(as_run) == len(fixed) == 40  # whole epochs: one of 40 steps covers both
     assert len(trace_steps(cfg.replace(epochs=3), min_steps=41, allow_cpu=True)) == 80

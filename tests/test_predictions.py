@@ -6,14 +6,23 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import micro
 from torch import nn
 
 from common.experiment import run_experiment
-from common.predictions import (at_epoch, confusion_matrix, expected_calibration_error, per_class_accuracy,
-                                predictions_path, read_predictions, reliability, write_predictions)
+from common.predictions import (
+    at_epoch,
+    confusion_matrix,
+    expected_calibration_error,
+    per_class_accuracy,
+    predictions_path,
+    read_predictions,
+    reliability,
+    write_predictions,
+)
 from common.results import ResultsReadError
 from common.train import evaluate
+
+from helpers import micro
 
 
 def test_confusion_matrix_and_per_class_accuracy_by_hand():

@@ -2,12 +2,13 @@
 and the notebooks' code display."""
 
 import pytest
-from helpers import micro
 
 from common import recipes
 from common.data import DataUnavailable
 from common.experiment import run_experiment, run_experiments
 from common.notebook import show_source
+
+from helpers import micro
 
 JPEG_IDENTITY = "imagefolder:cifar10-jpeg-27d093021b"
 

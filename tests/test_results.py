@@ -13,8 +13,16 @@ import pandas as pd
 import pytest
 
 from common import results, viz
-from common.results import (HISTORY_FIELDS, RESULT_FIELDS, ResultsWriteError, find_result, read_history,
-                            read_results, upsert_result, write_history)
+from common.results import (
+    HISTORY_FIELDS,
+    RESULT_FIELDS,
+    ResultsWriteError,
+    find_result,
+    read_history,
+    read_results,
+    upsert_result,
+    write_history,
+)
 
 
 def row(run_id, acc=0.5, config_hash="abc123def456", **extra):

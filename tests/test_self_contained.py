@@ -126,8 +126,9 @@ def test_notebooks_point_at_the_repository_of_pyproject():
         badges, repos = tool.notebook_urls(json.loads(path.read_text(encoding="utf-8")))
         assert badges and repos, f"{path.name} lacks its Colab badge or its REPO_URL line"
         assert set(repos) == {url}, f"{path.name}: REPO_URL {repos} is not {url}: run python tools/set_repo_url.py"
-        assert all(badge == tool.badge_url(url, path.name, badge.split("/blob/")[1].split("/")[0])
-                   for badge in badges), f"{path.name}: badge {badges} is not for {url}: run python tools/set_repo_url.py"
+        branches = [badge.split("/blob/")[1].split("/")[0] for badge in badges]
+        assert badges == [tool.badge_url(url, path.name, branch) for branch in branches], \
+            f"{path.name}: badge {badges} is not for {url}: run python tools/set_repo_url.py"
         assert not tool.update_notebook(path, url, write=False)
 
 

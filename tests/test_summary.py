@@ -28,12 +28,6 @@ def write_rows(profile, name, rows):
     pd.DataFrame(rows, columns=RESULT_FIELDS).to_csv(path, index=False)
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_ROOT", str(tmp_path))
-    return tmp_path
-
-
 def table_rows(tables, table, label, dataset):
     frame = tables[table]
     return frame[(frame["row"] == label) & (frame["dataset"] == dataset)]

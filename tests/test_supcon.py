@@ -8,13 +8,23 @@ import torch.nn.functional as F
 from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
-from common.augment import (ColorJitter, Compose, Cutout, GaussianBlur, RandomApply, RandomColorJitter, RandomFlip,
-                            RandomGrayscale, RandomResizedCrop, build_augment)
+from common.augment import (
+    ColorJitter,
+    Compose,
+    Cutout,
+    GaussianBlur,
+    RandomApply,
+    RandomColorJitter,
+    RandomFlip,
+    RandomGrayscale,
+    RandomResizedCrop,
+    build_augment,
+)
 from common.imageops import gaussian_blur
 from common.models import build_model
 from common.recipes import SUPCON_VIEW1, SUPCON_VIEW2
-from common.supcon import (MLPClassifier, ProjectionHead, SupConModel, encoder_features, supcon_loss,
-                           supcon_loss_fp32)
+from common.supcon import MLPClassifier, ProjectionHead, SupConModel, encoder_features, supcon_loss, supcon_loss_fp32
+
 from test_augment import count_torch_calls  # the same no-loop-over-samples check as the Level A chain
 
 

@@ -149,7 +149,8 @@ def test_full_run_writes_results_history_and_figure(full_run):
     root, cfg, row = full_run.root, full_run.cfg, full_run.result.row
     run_id = cfg.run_id
     assert run_id == "e_basic-vgg_basic-synthetic-as-cifar10-s0-full"
-    frame = pd.read_csv(root / "results" / f"{NOTEBOOK}.csv", dtype={"config_hash": str, "git_commit": str, "torch": str})
+    frame = pd.read_csv(root / "results" / f"{NOTEBOOK}.csv",
+                        dtype={"config_hash": str, "git_commit": str, "torch": str})
     assert list(frame.columns) == RESULT_FIELDS
     assert len(frame) == 1
     written = frame.iloc[0]

@@ -167,8 +167,9 @@ def bench_loader(x, y, repeats: int, workers: int, device) -> list:
     for chain, spec in CHAINS.items():
         baseline = torchvision_loader(x, y, spec, workers=workers, device=device)
         ours = DeviceLoader(x, y, 100, (0.5,) * 3, (0.5,) * 3, augment=build_augment(spec), device=device)
-        rates = alternate({f"torchvision DataLoader, PIL, {workers} workers": functools.partial(drain, baseline, device),
-                           f"DeviceLoader ({device.type})": functools.partial(drain, ours, device)}, repeats, device)
+        variants = {f"torchvision DataLoader, PIL, {workers} workers": functools.partial(drain, baseline, device),
+                    f"DeviceLoader ({device.type})": functools.partial(drain, ours, device)}
+        rates = alternate(variants, repeats, device)
         rows += table_rows(f"loader {chain}", rates, target=3.0, images=len(y))
         del baseline  # ends its persistent workers before the next chain starts its own
     return rows
@@ -315,8 +316,8 @@ def bench_compile(name: str, batch_size: int, steps: int, repeats: int, device) 
         torch.manual_seed(0)
         model = torch.compile(build_model(name, 10).to(device).to(memory_format=torch.channels_last), **options)
         # the two shapes of an epoch, full batches and the last one: what a compiled run has seen after epoch 1
-        compiling[variant] = sum(timed(functools.partial(train_steps, model, full[:n], labels[:n], 1, amp_dtype), device)
-                              for n in (batch_size, last))
+        compiling[variant] = sum(timed(functools.partial(train_steps, model, full[:n], labels[:n], 1, amp_dtype),
+                                       device) for n in (batch_size, last))
         run = functools.partial(train_steps, model, full, labels, steps, amp_dtype)
         rates[variant] = statistics.median(steps * batch_size / timed(run, device) for _ in range(repeats))
     torch._dynamo.reset()
@@ -395,7 +396,8 @@ def parse_args(argv=None):
     parser.add_argument("--source", default="synthetic", help="synthetic (default) or imagefolder:PATH")
     parser.add_argument("--n-train", type=int, help=f"images of the loader benchmark ({DEFAULTS['n_train']})")
     parser.add_argument("--fit-images", type=int, help=f"images of the training benchmark ({DEFAULTS['fit_images']})")
-    parser.add_argument("--repeats", type=int, help=f"timed runs of each variant; the median counts ({DEFAULTS['repeats']})")
+    parser.add_argument("--repeats", type=int,
+                        help=f"timed runs of each variant; the median counts ({DEFAULTS['repeats']})")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline (2)")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these of the four benchmarks")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
@@ -408,7 +410,8 @@ def parse_args(argv=None):
                              "CPU; needs a C++ compiler there)")
     parser.add_argument("--epoch-batch", type=int, help=f"batch of the epoch benchmark ({DEFAULTS['epoch_batch']})")
     parser.add_argument("--epoch-steps", type=int,
-                        help="steps timed by the epoch benchmark, extrapolated to an epoch (a whole epoch on CUDA, 2 on a CPU)")
+                        help="steps timed by the epoch benchmark, extrapolated to an epoch (a whole epoch on CUDA, "
+                             "2 on a CPU)")
     parser.add_argument("--threads", type=int, help="torch threads of the main process (torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke check in well under a minute")
@@ -418,10 +421,12 @@ def parse_args(argv=None):
         if getattr(args, key) is None:  # explicit sizes win over --quick
             setattr(args, key, value)
     if args.n_train < 100 or args.fit_images < 100:
-        parser.error(f"--n-train ({args.n_train}) and --fit-images ({args.fit_images}) must be at least 100, one batch.")
+        parser.error(f"--n-train ({args.n_train}) and --fit-images ({args.fit_images}) must be at least 100, "
+                     "one batch.")
     if args.repeats < 1 or args.workers < 0 or (args.threads is not None and args.threads < 1):
         parser.error("--repeats and --threads must be at least 1 and --workers must not be negative.")
-    if any(value is not None and value < 1 for value in (args.model_batch, args.model_steps, args.epoch_batch, args.epoch_steps)):
+    sizes = (args.model_batch, args.model_steps, args.epoch_batch, args.epoch_steps)
+    if any(value is not None and value < 1 for value in sizes):
         parser.error("--model-batch, --model-steps, --epoch-batch and --epoch-steps must be at least 1.")
     if args.source != "synthetic" and not args.source.startswith("imagefolder:"):
         parser.error(f"Unknown --source {args.source!r}: use synthetic or imagefolder:PATH.")

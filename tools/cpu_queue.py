@@ -32,8 +32,8 @@ def configure(spec: str, cifar10: str, imagenette: str):
         raise SystemExit(f"{spec!r}: write a run as NAME:SEED, e.g. e-gap:1 or table2-clean:42.")
     seed = int(seed)
     if name in TABLE2:
-        return recipes.noisy_labels("imagenette", **TABLE2[name], seed=seed, source=_folder(imagenette, "--imagenette")), \
-            "06_noisy_labels"
+        source = _folder(imagenette, "--imagenette")
+        return recipes.noisy_labels("imagenette", **TABLE2[name], seed=seed, source=source), "06_noisy_labels"
     if name.startswith("e-") and name[2:] in recipes.LEVEL_E_VARIANTS:
         variant = name[2:]
         return recipes.level_e(variant, seed=seed, source=_folder(cifar10, "--cifar10")), \
@@ -41,8 +41,8 @@ def configure(spec: str, cifar10: str, imagenette: str):
     if name.startswith("a-") and name[2:] in LEVEL_A_NOTEBOOKS:
         return recipes.level_a(name[2:], "cifar10", seed=seed, source=_folder(cifar10, "--cifar10")), \
             LEVEL_A_NOTEBOOKS[name[2:]]
-    raise SystemExit(f"Unknown run {name!r}: use {', '.join(TABLE2)}, e-VARIANT ({', '.join(recipes.LEVEL_E_VARIANTS)}) "
-                     f"or a-MODEL ({', '.join(LEVEL_A_NOTEBOOKS)}).")
+    raise SystemExit(f"Unknown run {name!r}: use {', '.join(TABLE2)}, e-VARIANT "
+                     f"({', '.join(recipes.LEVEL_E_VARIANTS)}) or a-MODEL ({', '.join(LEVEL_A_NOTEBOOKS)}).")
 
 
 def _folder(path: str, flag: str) -> str:

@@ -47,6 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from this checkout, installed or not
 
 import bench  # noqa: E402  tools/bench.py, beside this file
+
 from common import checkpoints, paths, recipes, results  # noqa: E402
 from common.data import DataUnavailable, folder_identity  # noqa: E402
 from common.device import allow_cpu_from_env  # noqa: E402
@@ -442,7 +443,7 @@ def parse_args(argv=None):
 
 
 def record_commit(commit) -> None:
-    """Make the results rows name `commit` where git cannot say which commit this copy holds; say what they will name."""
+    """Make the results rows name `commit` where git cannot say which commit this copy holds; say what they name."""
     known = results.git_commit()
     if commit and known == "unknown":
         os.environ[results.COMMIT_ENV] = commit  # read by results.git_commit, here and in any process started later
