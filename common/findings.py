@@ -67,7 +67,8 @@ CLAIMS = [
     ("C18", 135, "ConvNeXt: 91.59 % / 70.77 %, the best on CIFAR-100.", [("needs", f"{GPU}; {C100}")]),
     ("C19", 35, "A 3x3 stem instead of 7x7 is what makes the networks work on 32x32 images.",
      [("needs", "a ResNet18 with the 7x7 stem on CIFAR-10 (not yet run)")]),
-    ("C20", 155, "SupCon pretraining + an MLP classifier: 0.7120 on CIFAR-100, above cross-entropy.", [("needs", C100)]),
+    ("C20", 155, "SupCon pretraining + an MLP classifier: 0.7120 on CIFAR-100, above cross-entropy.",
+     [("needs", C100)]),
     ("C21", 155, "SupCon's fast early convergence shows concentrated pretrained features.", [("needs", C100)]),
     ("C22", 159, "Table 2 (ImageNette): 30 % noise lowers accuracy from 0.8400 to 0.7192.",
      [("value", "noise_clean", "imagenette"), ("value", "noise_sym30_ce", "imagenette"),
@@ -166,8 +167,8 @@ def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
     if kind == "diff":
         a, b, dataset = args
         label = f"{a} - {b}"
-        row = (family if dataset == "cifar10" and label in family.index else judge_pairs(results, [(a, b)], dataset)).loc[label]
         holm = label in family.index and dataset == "cifar10"
+        row = (family if holm else judge_pairs(results, [(a, b)], dataset)).loc[label]
         tested = "" if math.isnan(row["p"]) else f"p {verdicts.format_p(row['p'])}" + (
             f" (Holm {verdicts.format_p(row['p (Holm)'])})" if holm else "") + "; "
         paired = row["McNemar (one network a side)"]
@@ -199,7 +200,8 @@ def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
     return {"what": f"{experiment} test {'loss' if kind == 'loss' else 'accuracy'}",
             "data": describe_source(source) if source else "", "seeds": str(len(values)),
             "verdict": verdicts.value_verdict(comparison),
-            "statistic": _statistic(comparison, f"{values.mean():.4f} vs the report's {claimed:.4f}") if len(values) else "",
+            "statistic": (_statistic(comparison, f"{values.mean():.4f} vs the report's {claimed:.4f}")
+                          if len(values) else ""),
             "rows": _rows(results, [experiment], dataset)}
 
 
@@ -213,7 +215,8 @@ def _statistic(comparison: verdicts.Comparison, head: str) -> str:
 
 def _rows(results: pd.DataFrame, experiments: list, dataset: str) -> str:
     """Links to the results CSVs that hold these experiments' rows."""
-    notebooks = sorted(set(results[results["experiment"].isin(experiments) & (results["dataset"] == dataset)]["notebook"]))
+    chosen = results["experiment"].isin(experiments) & (results["dataset"] == dataset)
+    notebooks = sorted(set(results[chosen]["notebook"]))
     return ", ".join(f"[{name}](../results/{name}.csv)" for name in notebooks)
 
 
@@ -233,8 +236,9 @@ def findings_table(results: pd.DataFrame) -> pd.DataFrame:
     lines = []
     for claim, line, words, parts in CLAIMS:
         found = [_part(results, family, part) for part in parts]
+        columns = ("what", "data", "seeds", "verdict", "statistic", "rows")
         lines.append({"claim": claim, "report line": line, "the report says": words,
-                      **{key: _joined(found, key) for key in ("what", "data", "seeds", "verdict", "statistic", "rows")}})
+                      **{key: _joined(found, key) for key in columns}})
     return pd.DataFrame(lines)
 
 

@@ -120,8 +120,10 @@ def _source_cells(published: pd.Series, runs: pd.DataFrame) -> dict:
             "seeds": _seeds_label(runs),
             "epochs": _epochs(runs["epochs"]),
             # a range, not a mean: one run slowed by a shared machine would move a mean without a trace
-            "wall time": _duration(numbers["wall_seconds"].min()) if len(runs) == 1 or numbers["wall_seconds"].nunique() < 2
-            else f"{_duration(numbers['wall_seconds'].min())} to {_duration(numbers['wall_seconds'].max())}",
+            "wall time": (_duration(numbers["wall_seconds"].min())
+                          if len(runs) == 1 or numbers["wall_seconds"].nunique() < 2
+                          else f"{_duration(numbers['wall_seconds'].min())} to "
+                               f"{_duration(numbers['wall_seconds'].max())}"),
             "run": ", ".join(runs["run_id"].astype(str))}
 
 

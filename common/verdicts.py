@@ -30,7 +30,7 @@ class Comparison(NamedTuple):
 
 
 def compare(a, b, level: float = 0.95) -> Comparison:
-    """mean(a) - mean(b), tested as the counts allow: Welch's t, a t prediction interval, or nothing (one run a side)."""
+    """mean(a) - mean(b), tested as the counts allow: Welch's t, a t prediction interval or nothing (one run a side)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     n_a, n_b = len(a), len(b)
     if n_a == 0 or n_b == 0:
@@ -131,7 +131,8 @@ def judge(pairs: list) -> pd.DataFrame:
                       "95% interval": _interval(comparison), "p": _round(comparison.p, 3),
                       "p (Holm)": _round(p_holm, 3), "seeds": f"{comparison.n_a} vs {comparison.n_b}",
                       "test": comparison.test, "verdict": verdict(comparison, pair["claimed"], p_holm),
-                      "McNemar (one network a side)": "" if mc is None else f"{mc[0]} vs {mc[1]} images, p {mc[2]:.3g}"})
+                      "McNemar (one network a side)": ("" if mc is None
+                                                       else f"{mc[0]} vs {mc[1]} images, p {mc[2]:.3g}")})
     return pd.DataFrame(lines).set_index("comparison") if lines else pd.DataFrame(lines)
 
 

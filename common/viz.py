@@ -170,8 +170,8 @@ def plot_predictions(stored: dict, which: str = "best", title: str = ""):
     ax_rel.set_ylabel("accuracy")
     ax_rel.set_title(f"ECE {expected_calibration_error(confidence, right):.4f} (15 bins)", fontsize=9)
     ax_rel.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"{title + ': ' if title else ''}test predictions at the {'best-validation' if which == 'best' else 'final'}"
-                 " epoch", fontsize=10)
+    epoch = "best-validation" if which == "best" else "final"
+    fig.suptitle(f"{title + ': ' if title else ''}test predictions at the {epoch} epoch", fontsize=10)
     fig.tight_layout()
     return fig
 

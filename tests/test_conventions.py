@@ -1,9 +1,11 @@
-"""The files every public repository has: LICENSE, CITATION.cff and a CI workflow that runs the README's commands
-(the same test command as .ci/run)."""
+"""The files every public repository has: LICENSE, CITATION.cff, a CI workflow that runs the README's commands
+(the same test command as .ci/run) and a linter configuration the code passes."""
 
 import importlib.util
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,15 @@ def test_set_repo_url_rewrites_the_citation_of_a_fork_once(tmp_path):
     assert yaml.safe_load(path.read_text(encoding="utf-8"))["repository-code"] == fork
     assert not tool.update_citation(path, fork)
 
+
+def test_code_passes_ruff():
+    """`ruff check .` with pyproject.toml's [tool.ruff] finds nothing (skipped where ruff is not installed)."""
+    if importlib.util.find_spec("ruff") is not None:
+        ruff = [sys.executable, "-m", "ruff"]
+    elif shutil.which("ruff"):
+        ruff = [shutil.which("ruff")]
+    else:
+        pytest.skip("ruff is not installed (pip install ruff)")
+    done = subprocess.run([*ruff, "check", "--no-cache", "--output-format", "concise", "."], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"ruff check . found problems:\n{done.stdout}{done.stderr}"

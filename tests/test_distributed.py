@@ -161,6 +161,7 @@ def test_a_loader_made_for_other_processes_is_refused_before_training():
 
     loader, _ = shares(2)  # a share for two processes, in a single one
     cfg = RunConfig(dataset="cifar10", mean=(0.5,) * 3, std=(0.5,) * 3, schedule={"name": "constant"},
-                    experiment="x", model="tiny", source="synthetic", num_classes=10, epochs=1, augment=(), optimizer="adam", lr=1e-3, batch_size=8)
+                    experiment="x", model="tiny", source="synthetic", num_classes=10, epochs=1, augment=(),
+                    optimizer="adam", lr=1e-3, batch_size=8)
     with pytest.raises(ValueError, match="shared by 2 process"):
         fit(torch.nn.Linear(48, 10), Loaders(loader), cfg, progress=False)

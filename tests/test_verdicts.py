@@ -7,8 +7,20 @@ import pytest
 
 pytest.importorskip("scipy", reason="the verdicts need scipy (in requirements.txt)")
 
-from common.verdicts import (HOLDS, NOISE, NOT_REPRODUCED, NOT_RUN, REVERSED, against_value, compare,  # noqa: E402
-                             holm, judge, mcnemar, value_verdict, verdict)
+from common.verdicts import (  # noqa: E402
+    HOLDS,
+    NOISE,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    REVERSED,
+    against_value,
+    compare,
+    holm,
+    judge,
+    mcnemar,
+    value_verdict,
+    verdict,
+)
 
 # Cushny & Peebles' extra hours of sleep under two drugs (Student, 1908; R's `sleep` data set)
 DRUG1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
