@@ -128,8 +128,10 @@ def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress:
 def needs(cfg: RunConfig) -> str:
     """What training a run that is not recorded needs, for the notebooks' "not run" lines."""
     data = {"cifar100": "CIFAR-100", "imagenette": "ImageNette"}.get(cfg.dataset, "CIFAR-10")
-    where = "a GPU" if cfg.profile == "full" else "the smoke profile's generated data"
-    return f"not run: needs {data} and {where} (TRAIN = True trains it; {cfg.epochs} epochs)"
+    if cfg.profile != "full":
+        return f"not run yet (TRAIN = True trains it on generated images, {cfg.epochs} epochs)"
+    return (f"not run: needs {data} and a GPU, or hours of a CPU with ALLOW_CPU = True (TRAIN = True trains it, "
+            f"{cfg.epochs} epochs)")
 
 
 def recorded_runs(configs: dict, notebook: str) -> dict:

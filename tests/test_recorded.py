@@ -20,7 +20,10 @@ def test_only_recorded_runs_are_shown_and_the_missing_ones_say_what_they_need(cp
     shown = run_experiments({"done": done, "missing": missing}, "t", train=False)
     assert list(shown) == ["done"] and shown["done"].loaded
     out = capsys.readouterr().out
-    assert "missing: not run: needs CIFAR-10" in out and "TRAIN = True trains it" in out
+    assert "missing: not run yet (TRAIN = True trains it" in out
+    full = recipes.level_a("resnet18", "cifar100")
+    assert run_experiments({"c100": full}, "t", train=False) == {}
+    assert "c100: not run: needs CIFAR-100 and a GPU, or hours of a CPU" in capsys.readouterr().out
     assert not (cpu_root / "checkpoints" / missing.run_id).exists()  # nothing was trained for it
 
 
