@@ -7,6 +7,7 @@ import pandas as pd
 
 from common.data import describe_source
 from common.paths import check_profile, results_dir
+from common.predictions import recorded_predictions
 from common.published import FINAL_EPOCH_TABLES, TABLES, published_table
 from common.results import RESULT_FIELDS, atomic_path, read_history, read_results, shortened_flags
 
@@ -100,8 +101,16 @@ def _table_lines(published: pd.Series, runs: pd.DataFrame) -> list:
     if runs.empty:
         return [{**head, "trained on": "", **{column: NOT_RUN for column in RUN_COLUMNS},
                  LOSS_COLUMN: _format_losses(published["loss"], NOT_RUN), "seeds": "", "run": ""}]
-    return [{**head, **_source_cells(published, group)}
-            for _, group in runs.groupby("source", sort=True, dropna=False)]
+    lines = []
+    for _, group in runs.groupby("source", sort=True, dropna=False):
+        line = {**head, **_source_cells(published, group)}
+        missing = sum(isinstance(row["profile"], str) and recorded_predictions(row) is None
+                      for row in group.to_dict("records"))
+        if missing:  # recorded before runs kept their test predictions: no calibration or paired test for them
+            without = f"{missing} of {len(group)} without test predictions"
+            line["note"] = f"{line['note']}; {without}" if line["note"] else without
+        lines.append(line)
+    return lines
 
 
 def _source_cells(published: pd.Series, runs: pd.DataFrame) -> dict:

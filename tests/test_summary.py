@@ -315,3 +315,16 @@ def test_only_shortened_runs_leave_the_report_row_not_run(root):
     row = table_row(summary.report_tables(results), "Level E", "VGG basic", "cifar10")
     assert row["ours (best val)"] == summary.NOT_RUN
     assert len(summary.shortened_runs(results)) == 1
+
+
+def test_a_row_says_how_many_of_its_runs_kept_no_test_predictions(root):
+    import numpy as np
+
+    from common.predictions import write_predictions
+    rows = [run_row("e_basic", "cifar10", seed, 0.81, run_id=f"basic-s{seed}", profile="full") for seed in (0, 1)]
+    write_rows("full", "01.csv", rows)
+    labels = np.zeros(4, dtype=int)
+    write_predictions(root / "results" / "predictions" / "basic-s1.npz", labels, (labels, labels + 0.9),
+                      (labels, labels + 0.9), ["a", "b"])
+    row = table_row(summary.report_tables(summary.collect_results("full")), "Level E", "VGG basic", "cifar10")
+    assert row["note"] == "1 of 2 without test predictions"
