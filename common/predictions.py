@@ -18,12 +18,14 @@ ECE_BINS = 15  # equal-width confidence bins, as Guo et al. (2017) report the ex
 KEYS = ("label", "best_class", "best_prob", "final_class", "final_prob", "classes")
 
 
-def predictions_path(cfg: RunConfig) -> Path:
-    return paths.results_dir(cfg.profile) / "predictions" / f"{cfg.run_id}.npz"
+def predictions_path(run) -> Path:
+    """Where a run's predictions lie, from its config or its results row."""
+    run_id, profile = (run.run_id, run.profile) if isinstance(run, RunConfig) else (run["run_id"], run["profile"])
+    return paths.results_dir(profile) / "predictions" / f"{run_id}.npz"
 
 
 def write_predictions(path: Path, labels, best: tuple, final: tuple, classes: list) -> None:
-    """Store the test labels and (class, probability) at the best and final epochs; about 40 KB for 10,000 images."""
+    """Store the test labels and (class, probability) at the best and final epochs (about 40 KB for 10,000 images)."""
     dtype = np.uint8 if len(classes) <= 256 else np.uint16
     arrays = {"label": np.asarray(labels, dtype=dtype),
               "best_class": np.asarray(best[0], dtype=dtype), "best_prob": np.asarray(best[1], dtype=np.float16),
@@ -48,11 +50,9 @@ def read_predictions(path: Path) -> dict:
     return found
 
 
-def recorded_predictions(cfg_or_row, profile: str = None):
+def recorded_predictions(run):
     """The recorded predictions of a run (its config, or its results row), or None if it has none."""
-    run_id = cfg_or_row.run_id if isinstance(cfg_or_row, RunConfig) else cfg_or_row["run_id"]
-    profile = cfg_or_row.profile if isinstance(cfg_or_row, RunConfig) else cfg_or_row["profile"]
-    path = paths.results_dir(profile) / "predictions" / f"{run_id}.npz"
+    path = predictions_path(run)
     return read_predictions(path) if path.exists() else None
 
 
