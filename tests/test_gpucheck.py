@@ -65,13 +65,15 @@ def test_a_run_that_would_not_end_in_time_is_not_started(scratch):
 
 def test_a_run_out_of_time_stops_after_a_checkpoint_and_the_next_window_resumes_it(scratch):
     notebook, _, cfg = gpucheck.check_runs(profile="smoke")[0]
-    cfg = cfg.replace(synthetic_sizes=(72, 8), val_size=8, epochs=2)
-    cut = gpucheck.train_within(cfg, notebook, deadline=time.monotonic(), poll_s=0.01)  # no epoch fits
-    assert cut == {"status": "cut", "epoch": 1}
-    assert gpucheck.recorded(cfg, notebook) is None and gpucheck.checkpoint_epoch(cfg) == 1
+    # no epoch fits: the watch stops the run after the first checkpoint it sees; on a loaded machine its thread may
+    # see a later one, so the test asks for a cut before the last epoch, not at epoch 1 (it flaked under load)
+    cfg = cfg.replace(synthetic_sizes=(72, 8), val_size=8, epochs=5)
+    cut = gpucheck.train_within(cfg, notebook, deadline=time.monotonic(), poll_s=0.01)
+    assert cut["status"] == "cut" and 1 <= cut["epoch"] < 5, cut
+    assert gpucheck.recorded(cfg, notebook) is None and gpucheck.checkpoint_epoch(cfg) == cut["epoch"]
     done = gpucheck.train_within(cfg, notebook, deadline=time.monotonic() + 3600)
-    assert done["status"] == "finished" and done["row"]["epochs"] == 2
-    assert len(gpucheck.recorded(cfg, notebook).history) == 2
+    assert done["status"] == "finished" and done["row"]["epochs"] == 5
+    assert len(gpucheck.recorded(cfg, notebook).history) == 5
 
 
 def test_estimates_count_every_pass_and_the_report_counts_every_notebooks_runs():
