@@ -7,7 +7,7 @@ import pandas as pd
 
 from common.data import describe_source
 from common.paths import check_profile, results_dir
-from common.predictions import recorded_predictions
+from common.predictions import predictions_path
 from common.published import FINAL_EPOCH_TABLES, TABLES, published_table
 from common.results import RESULT_FIELDS, atomic_path, read_history, read_results, shortened_flags
 
@@ -104,7 +104,8 @@ def _table_lines(published: pd.Series, runs: pd.DataFrame) -> list:
     lines = []
     for _, group in runs.groupby("source", sort=True, dropna=False):
         line = {**head, **_source_cells(published, group)}
-        missing = sum(isinstance(row["profile"], str) and recorded_predictions(row) is None
+        # the file's presence is enough: reading it would decompress every run's predictions for a count
+        missing = sum(isinstance(row["profile"], str) and not predictions_path(row).exists()
                       for row in group.to_dict("records"))
         if missing:  # recorded before runs kept their test predictions: no calibration or paired test for them
             without = f"{missing} of {len(group)} without test predictions"
