@@ -229,3 +229,16 @@ def test_the_unit_tests_run_without_nbval_and_the_notebooks_through_it_where_ins
     notebooks = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "notebooks/01_basic_vgg.ipynb"],
                                cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert notebooks.returncode == 0 and "01_basic_vgg.ipynb::Cell" in notebooks.stdout, notebooks.stdout[-2000:]
+
+
+def test_the_watch_stops_a_run_even_where_the_host_ignores_sigint(scratch):
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as some host processes leave it (it failed in CI)
+    try:
+        notebook, _, cfg = gpucheck.check_runs(profile="smoke")[0]
+        cfg = cfg.replace(synthetic_sizes=(72, 8), val_size=8, epochs=5)
+        cut = gpucheck.train_within(cfg, notebook, deadline=time.monotonic(), poll_s=0.01)
+        assert cut["status"] == "cut", cut
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the host's handler is put back
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -32,6 +32,7 @@ import importlib.util
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -223,6 +224,8 @@ def train_within(cfg, notebook: str, deadline: float, poll_s: float = 0.2) -> di
                 return
 
     thread = threading.Thread(target=guard, daemon=True)
+    # interrupt_main delivers through the SIGINT handler: one set to ignore (by a host process) would swallow it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     thread.start()
     try:
         try:
@@ -230,6 +233,7 @@ def train_within(cfg, notebook: str, deadline: float, poll_s: float = 0.2) -> di
         finally:
             stop.set()
             thread.join()
+            signal.signal(signal.SIGINT, previous)
     except KeyboardInterrupt:
         if not watch.fired:  # a person's Ctrl-C: theirs to handle
             raise
