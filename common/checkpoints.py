@@ -159,7 +159,7 @@ def check_config(state: dict, cfg: RunConfig, path: Path) -> dict:
         raise CheckpointMismatch(
             f"Checkpoint {path} was made with another config "
             f"({config_differences(state['config'], cfg.to_dict())}): delete {path.parent}, or start this run "
-            "afresh with force=True (FORCE = True in a notebook, --force for python -m common.reproduce).")
+            "afresh with force=True (FORCE = True in a notebook, --force for python tools/reproduce.py).")
     return state
 
 

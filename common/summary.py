@@ -203,7 +203,7 @@ def write_summary(profile: str) -> Path:
     shortened = shortened_runs(results)
     if not shortened.empty:
         body += (f"\n\n## {SHORTENED_HEADING}\n\nTrained for another number of epochs than the report's recipes "
-                 "(`python -m common.reproduce --epochs N`), for a quick look: they are left out of the tables "
+                 "(`python tools/reproduce.py --epochs N`), for a quick look: they are left out of the tables "
                  f"above.\n\n{_markdown_table(shortened)}")
     with atomic_path(path) as tmp:
         tmp.write_text(header + body + "\n")

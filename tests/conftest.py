@@ -1,10 +1,15 @@
 """Fixtures the test files share: a tiny registered network and a scratch root (helpers.py holds shared functions)."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from common import models
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # the command lines: `import reproduce`
 
 
 @models.register("tiny_cnn")

@@ -7,9 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
+import reproduce
 import torch
 
-from common import checkpoints, data, notebook, reproduce, results
+from common import checkpoints, data, notebook, results
 
 from helpers import micro
 
@@ -36,8 +37,8 @@ def test_a_checkpoint_of_another_kind_in_place_of_last_is_refused_with_a_sentenc
 def test_a_checkpoint_of_another_config_names_the_flag_that_trains_it_afresh(tmp_path):
     cfg = micro()
     state = {**dict.fromkeys(checkpoints.RESUMABLE), "config": cfg.to_dict(), "config_hash": cfg.fingerprint()}
-    with pytest.raises(checkpoints.CheckpointMismatch, match=r"lr .*FORCE = True in a notebook, --force for python -m "
-                                                             "common.reproduce"):
+    with pytest.raises(checkpoints.CheckpointMismatch, match=r"lr .*FORCE = True in a notebook, --force for python "
+                                                             "tools/reproduce.py"):
         checkpoints.check_config(state, cfg.replace(lr=cfg.lr * 2), tmp_path / "last.pt")
 
 

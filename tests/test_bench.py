@@ -2,16 +2,12 @@
 
 import csv
 import math
-import sys
-from pathlib import Path
 
+import bench
 import pytest
 import torch
 
 from common import device, paths, recipes
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import bench  # noqa: E402
 
 
 def read_rows(path):

@@ -97,7 +97,7 @@ def test_more_processes_than_gpus_are_refused_with_the_fix():
 
 
 def test_ddp_on_a_machine_without_gpus_names_no_flag_the_user_did_not_give(cpu_root, monkeypatch, capsys):
-    from common import reproduce
+    import reproduce
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(reproduce, "_run_all", lambda *args: [])  # the notebooks themselves are not the point

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # the command of each file with a __main__ block, and the words its --help must show
-COMMANDS = {"common/reproduce.py": (["-m", "common.reproduce"], "--profile"),
+COMMANDS = {"tools/reproduce.py": (["tools/reproduce.py"], "--profile"),
             "common/evaluate.py": (["-m", "common.evaluate"], "--images"),
             "common/experiment.py": (["-m", "common.experiment", "worker"], "--gpu"),
             "tools/bench.py": (["tools/bench.py"], "--only"),
@@ -67,6 +67,6 @@ def test_the_repository_address_check_runs():
 
 @pytest.mark.parametrize("value", ["yes", "true", "2"])
 def test_repro_allow_cpu_other_than_1_or_0_is_refused_in_a_sentence(value):
-    done = command(["-m", "common.reproduce", "--profile", "full"], REPRO_ALLOW_CPU=value, CUDA_VISIBLE_DEVICES="")
+    done = command(["tools/reproduce.py", "--profile", "full"], REPRO_ALLOW_CPU=value, CUDA_VISIBLE_DEVICES="")
     assert done.returncode == 2 and f"REPRO_ALLOW_CPU={value!r} is not a switch" in done.stdout, done.stdout
     assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr

@@ -9,13 +9,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import gpucheck
 import pytest
 
 from common import config, paths, progress, recipes, results
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-import gpucheck  # noqa: E402
 
 
 @pytest.fixture

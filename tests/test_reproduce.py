@@ -1,11 +1,10 @@
-"""python -m common.reproduce: notebooks in order, a failing one reported while the others still run."""
+"""python tools/reproduce.py: notebooks in order, a failing one reported while the others still run."""
 
 import os
 from pathlib import Path
 
 import pytest
-
-from common import reproduce
+import reproduce
 
 nbformat = pytest.importorskip("nbformat", reason="the notebook tools (pip install -e .[notebooks]) are not installed")
 

@@ -1,14 +1,14 @@
 """Run the whole report headless: every notebook in order with papermill, then the summary.
 
-    python -m common.reproduce --profile smoke          # CPU, offline, a few minutes
-    python -m common.reproduce --profile full           # the report's recipes, on a GPU
-    python -m common.reproduce --only 01 08             # a subset, by number or name
-    python -m common.reproduce --epochs 3               # every run shortened to 3 epochs, for a quick look
-    python -m common.reproduce --profile full --no-train  # only what is recorded: tables, figures, no training
-    python -m common.reproduce --force                  # train again runs that already finished
-    python -m common.reproduce --rehash                 # hash the image folders' files again (see data.folder_identity)
-    python -m common.reproduce --parallel spread        # several GPUs: a notebook's runs one per GPU
-    python -m common.reproduce --parallel ddp --gpus 4  # several GPUs: each run over all of them (torchrun)
+    python tools/reproduce.py --profile smoke          # CPU, offline, a few minutes
+    python tools/reproduce.py --profile full           # the report's recipes, on a GPU
+    python tools/reproduce.py --only 01 08             # a subset, by number or name
+    python tools/reproduce.py --epochs 3               # every run shortened to 3 epochs, for a quick look
+    python tools/reproduce.py --profile full --no-train  # only what is recorded: tables, figures, no training
+    python tools/reproduce.py --force                  # train again runs that already finished
+    python tools/reproduce.py --rehash                 # hash the image folders' files again (see data.folder_identity)
+    python tools/reproduce.py --parallel spread        # several GPUs: a notebook's runs one per GPU
+    python tools/reproduce.py --parallel ddp --gpus 4  # several GPUs: each run over all of them (torchrun)
 
 Executed copies go to runs/<profile>/ (runs/<profile>-<N>ep/ with --epochs; git-ignored). Runs given
 other epochs than their recipe's by --epochs get their own run ids, and full ones are listed apart in the
@@ -26,10 +26,11 @@ from pathlib import Path
 
 import torch
 
-from . import data, distributed, paths
-from .config import PARALLEL_MODES
-from .device import ALLOW_CPU_ENV, allow_cpu_from_env
-from .summary import screen_summary
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from this checkout, installed or not
+from common import data, distributed, paths  # noqa: E402
+from common.config import PARALLEL_MODES  # noqa: E402
+from common.device import ALLOW_CPU_ENV, allow_cpu_from_env  # noqa: E402
+from common.summary import screen_summary  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the repository's, wherever outputs go
 
