@@ -20,7 +20,7 @@ from . import checkpoints, data, distributed, launch, predictions, results, viz
 from .augment import build_augment
 from .config import Execution, RunConfig
 from .coteaching import CoTeachingPair
-from .device import NoGPU, autocast_dtype, pick_device, precision_name, use_channels_last  # noqa: F401 (re-exported)
+from .device import autocast_dtype, pick_device, precision_name, use_channels_last
 from .loader import DeviceLoader
 from .models import build_model, count_parameters
 from .noise import add_label_noise

@@ -18,7 +18,7 @@ from torch import nn
 from . import checkpoints, distributed
 from .config import Execution, RunConfig
 from .coteaching import coteaching_step, forget_rate
-from .device import autocast_dtype, check_flush_denormal, precision_name  # noqa: F401 (re-exported for fit's callers)
+from .device import autocast_dtype, check_flush_denormal
 from .predictions import predicted
 from .progress import progress_bar
 from .schedules import build_schedule
@@ -91,14 +91,13 @@ def evaluate(model: nn.Module, loader, amp_dtype=None, keep_predictions: bool = 
 
 
 def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None, *, progress: bool = True,
-        execution: Execution = None, stop_after: int = None) -> FitResult:
+        execution: Execution = None) -> FitResult:
     """Train `model` as `cfg` says; checkpoint in `checkpoint_dir` (every epoch on a CPU) and resume from it.
 
     With cfg.monitor_test the test loader adds test metrics to every epoch's history (curves only: the best
     epoch is chosen on validation). `execution` sets torch.compile and, under torchrun, synchronised BatchNorm
     (every process trains its share of each batch; only the main one writes) and how much of the run's time
-    checkpoints may take (on a GPU 2 % unless it says otherwise). `stop_after` ends the run after
-    that epoch of its configured schedule, as an interruption would (the next call resumes it).
+    checkpoints may take (on a GPU 2 % unless it says otherwise).
     """
     device = next(model.parameters()).device
     execution = execution or Execution()
@@ -113,11 +112,10 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
     # 1. resume: the newest readable checkpoint of this very config, and the best epoch's weights
     run = _resume(trainer, cfg, folder, selects, device)
     cadence = checkpoints.Cadence(_checkpoint_share(execution, device))
-    last_epoch = min(cfg.epochs, stop_after or cfg.epochs)
     steps = len(loaders.train)
     bar = progress_bar(total=cfg.epochs * steps, initial=run.epoch * steps, desc=cfg.run_id,
                        disable=not (progress and main))
-    for epoch in range(run.epoch + 1, last_epoch + 1):
+    for epoch in range(run.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
         # 2. one epoch of training
         row = trainer.train_epoch(loaders.train, epoch, bar, folder)
@@ -135,7 +133,7 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
         if improved:
             run.best_state = _copy(model.state_dict())
         row["checkpoint_seconds"] = math.nan if folder is None or not main else 0.0
-        if folder is not None and main and cadence.due(final=epoch == last_epoch):
+        if folder is not None and main and cadence.due(final=epoch == cfg.epochs):
             saving = time.perf_counter()
             # best.pt is written only with the last.pt that names its epoch, so the two always agree on disk
             new_best = selects and run.best_state is not None and run.best["epoch"] != run.best_on_disk

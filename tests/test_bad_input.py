@@ -12,7 +12,7 @@ import torch
 
 from common import checkpoints, data, notebook, results
 
-from helpers import micro
+from helpers import fit_until, micro
 
 
 def test_a_bad_profile_variable_is_named_and_ignored_when_the_flag_is_given(tmp_path, monkeypatch, capsys):
@@ -87,7 +87,7 @@ def test_a_lost_best_checkpoint_is_refused_not_replaced_by_another_epoch(cpu_roo
     scripted = iter([(1.0, 0.9), (1.0, 0.5)])  # validation: epoch 1 is the best, epoch 2 is worse
     monkeypatch.setattr(train, "evaluate", lambda *args, **kwargs: next(scripted))
     folder = cpu_root / "checkpoints"
-    train.fit(build_for(cfg), loaders, cfg, folder, progress=False, stop_after=2)
+    fit_until(2, build_for(cfg), loaders, cfg, folder, progress=False)
     (folder / "best.pt").write_bytes(b"cut short")
     with pytest.warns(UserWarning, match="best.pt is unreadable"), \
             pytest.raises(checkpoints.CheckpointUnreadable, match=r"epoch 1\) are lost.*force=True"):
@@ -101,7 +101,7 @@ def test_best_copied_over_last_in_a_run_with_validation_is_refused_with_a_senten
     cfg = micro(val_size=16, epochs=2, monitor_test=False)
     loaders = make_loaders(cfg, load_split(cfg), torch.device("cpu"))
     folder = cpu_root / "checkpoints"
-    train.fit(build_for(cfg), loaders, cfg, folder, progress=False, stop_after=1)
+    fit_until(1, build_for(cfg), loaders, cfg, folder, progress=False)
     shutil.copy(folder / "best.pt", folder / "last.pt")  # cp best.pt last.pt (was a raw KeyError: 'best')
     with pytest.raises(checkpoints.CheckpointMismatch, match="last.pt is not a checkpoint to resume from"):
         train.fit(build_for(cfg), loaders, cfg, folder, progress=False)

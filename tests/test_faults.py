@@ -20,6 +20,8 @@ from common import recipes, train
 from common.checkpoints import saved_epoch
 from common.experiment import run_experiment
 
+from helpers import fit_until
+
 EPOCHS = 8
 METRICS = ["best_epoch", "val_acc_best", "test_acc_best", "test_loss_best", "test_acc_final", "test_loss_final"]
 
@@ -126,7 +128,7 @@ def test_a_checkpoint_without_a_grad_scaler_resumes_into_a_run_with_one(tmp_path
     monkeypatch.setattr(train, "autocast_dtype", lambda cfg, device: None)  # fp32: no scaler, its state is {}
     loaders = make_loaders(cfg, load_split(cfg), torch.device("cpu"))
     folder = tmp_path / "checkpoints"
-    train.fit(build_for(cfg), loaders, cfg, folder, progress=False, stop_after=1)  # interrupted after epoch 1
+    fit_until(1, build_for(cfg), loaders, cfg, folder, progress=False)  # interrupted after epoch 1
     assert torch.load(folder / "last.pt", weights_only=False)["scaler"] == {}
     monkeypatch.setattr(train, "autocast_dtype", lambda cfg, device: torch.float16)  # fp16: a GradScaler
     outcome = train.fit(build_for(cfg), loaders, cfg, folder, progress=False)

@@ -17,7 +17,8 @@ from common.augment import op
 from common.checkpoints import CheckpointMismatch
 from common.config import RunConfig, config_differences
 from common.data import DataUnavailable
-from common.experiment import NoGPU, load_split, make_loaders, pick_device, run_experiment
+from common.device import NoGPU, autocast_dtype, pick_device, precision_name
+from common.experiment import load_split, make_loaders, run_experiment
 from common.loader import DeviceLoader
 from common.models import build_model, count_parameters
 from common.results import HISTORY_FIELDS, RESULT_FIELDS
@@ -94,7 +95,7 @@ def evaluate_weights(cfg, state):
     _, _, test_loader = make_loaders(cfg, split, torch.device("cpu"))
     model = build_model(cfg.model, cfg.num_classes, **cfg.model_options)
     model.load_state_dict(state)
-    return experiment.evaluate(model, test_loader, train.autocast_dtype(cfg, torch.device("cpu")))
+    return experiment.evaluate(model, test_loader, autocast_dtype(cfg, torch.device("cpu")))
 
 
 # ----------------------------------------------------------------------------- shared runs
@@ -157,7 +158,7 @@ def test_full_run_writes_results_history_and_figure(full_run):
     assert written["run_id"] == run_id and written["notebook"] == NOTEBOOK
     assert written["experiment"] == "e_basic" and written["model"] == "vgg_basic"
     assert written["source"] == "synthetic" and written["dataset"] == "cifar10" and written["profile"] == "full"
-    assert written["precision"] == train.precision_name(train.autocast_dtype(cfg, torch.device("cpu")))
+    assert written["precision"] == precision_name(autocast_dtype(cfg, torch.device("cpu")))
     assert written["seed"] == 0 and written["epochs"] == 3 and written["best_epoch"] == 3
     assert written["params"] == count_parameters(build_model("vgg_basic", 10))
     assert written["config_hash"] == cfg.fingerprint()

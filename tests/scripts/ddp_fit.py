@@ -4,7 +4,7 @@
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/scripts/ddp_fit.py OUT [--stop-after K]
 
 Writes OUT/indices-<rank>.pt (the sample indices this process trained on, per epoch) and, from the main
-process, OUT/final.pt (weights and history). With --stop-after K the run first stops after K epochs and is
+process, OUT/final.pt (weights and history). With --stop-after K the run is first interrupted after K epochs and is
 then resumed from its checkpoint by a fresh model, as an interrupted run would be. With --supcon the run
 is supervised contrastive pretraining on two (identical) views, whose loss contrasts the whole batch.
 """
@@ -17,12 +17,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for `common`
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `helpers`
 
 from common import distributed  # noqa: E402
 from common.augment import build_augment  # noqa: E402
 from common.config import RunConfig  # noqa: E402
 from common.loader import DeviceLoader  # noqa: E402
 from common.train import Loaders, fit  # noqa: E402
+
+from helpers import fit_until  # noqa: E402
 
 IMAGES, BATCH = 101, 16  # the last batch (5) splits unevenly: 3 + 2
 
@@ -74,8 +77,7 @@ def main():
                              rank=distributed.rank(), world_size=distributed.world_size())
     checkpoints = args.out / "checkpoints"
     if args.stop_after:
-        fit(network(args.supcon).to(device), Loaders(loader), cfg, checkpoints, progress=False,
-            stop_after=args.stop_after)
+        fit_until(args.stop_after, network(args.supcon).to(device), Loaders(loader), cfg, checkpoints, progress=False)
         distributed.barrier()
     model = network(args.supcon).to(device)  # this process's GPU under NCCL, where its loader's batches are
     outcome = fit(model, Loaders(loader), cfg, checkpoints, progress=False)
