@@ -115,13 +115,17 @@ def plot_overlay(histories: dict, metric: str = "test_acc", title: str = ""):
 
 
 def plot_history_grid(histories: dict, columns: int = 3):
-    """Loss curves of several runs, one small panel each on one shared loss scale (label -> history frame)."""
+    """Loss curves, one small panel per label on one shared loss scale; a label may hold several seeds' histories
+    (label -> a history frame or a list of them), drawn in the same colours, and the legend sits above the panels."""
     rows = -(-len(histories) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.8 * rows), squeeze=False, sharey=True)
-    for ax, (label, history) in zip(axes.flat, histories.items()):
-        for column, name in (("train_loss", "train"), ("val_loss", "validation"), ("test_loss", "test")):
-            if column in history and history[column].notna().any():
-                ax.plot(history["epoch"], history[column], label=name)
+    splits = {"train_loss": "train", "val_loss": "validation", "test_loss": "test"}
+    drawn = {}
+    for ax, (label, runs) in zip(axes.flat, histories.items()):
+        for history in runs if isinstance(runs, (list, tuple)) else [runs]:
+            for (column, name), colour in zip(splits.items(), plt.get_cmap("tab10").colors):
+                if column in history and history[column].notna().any():
+                    drawn[name], = ax.plot(history["epoch"], history[column], color=colour, lw=1.2, alpha=0.8)
         ax.set_title(label if len(label) <= 32 else label[:31] + "…", fontsize=9)
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
@@ -130,8 +134,9 @@ def plot_history_grid(histories: dict, columns: int = 3):
         ax.set_xlabel("epoch")
     for ax in list(axes.flat)[len(histories):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room above the panels for the legend
+    names = [name for name in splits.values() if name in drawn]
+    fig.legend([drawn[name] for name in names], names, loc="upper center", ncol=len(names), frameon=False)
     return fig
 
 

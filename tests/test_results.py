@@ -234,3 +234,23 @@ def test_plot_history_draws_validation_only_when_present(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plt.close(without)
     plt.close(with_val)
+
+
+def test_history_grid_draws_every_seed_of_a_panel_alike_and_names_each_split_once_above_the_panels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def history(shift, val):
+        return pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0 + shift, 0.5], "test_loss": [1.2, 0.9 + shift],
+                             "val_loss": [1.1, 0.8] if val else [float("nan")] * 2})
+    fig = viz.plot_history_grid({"three seeds": [history(0, False), history(0.1, False), history(0.2, False)],
+                                 "one run": history(0, True)}, columns=3)
+    panels = fig.axes[:2]
+    assert [len(ax.lines) for ax in panels] == [6, 3]  # train and test per seed; train, validation and test
+    assert {line.get_color() for line in panels[0].lines[0::2]} == {panels[1].lines[0].get_color()}  # train alike
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["train", "validation", "test"]
+    assert not fig.axes[2].axison  # the unused third panel is blank
+    assert panels[0].get_ylim() == panels[1].get_ylim()  # one loss scale
+    plt.close(fig)
