@@ -279,7 +279,8 @@ def run_histories(results: pd.DataFrame, profile: str) -> dict:
 
 def screen_summary(profile: str) -> str:
     """The summary on one screen: per table, each row that has runs (published beside ours), then how many have none."""
-    tables = report_tables(collect_results(profile))
+    results = collect_results(profile)
+    tables = report_tables(results)
     lines = [f"Ours beside the report (profile {profile}; test accuracy at the epoch the report tested):"]
     for name, frame in tables.items():
         ran = frame[frame["ours (final)"] != NOT_RUN]
@@ -290,4 +291,9 @@ def screen_summary(profile: str) -> str:
             published = "—" if row["published"] == NOT_PUBLISHED else row["published"]
             lines.append(f"    {row['row'][:44]:<44} {row['dataset']:<10} published {published:<7} "
                          f"ours {ours:<16} {row['trained on']}")
+    shortened = shortened_runs(results)
+    if len(shortened):  # what a quick --epochs run trained, which the tables above never show
+        lines.append(f"  {SHORTENED_HEADING}")
+        lines += [f"    {run['experiment'][:44]:<44} {run['dataset']:<10} {run['epochs']:>3} epochs   "
+                  f"final {run['test acc (final)']:<7} {run['trained on']}" for _, run in shortened.iterrows()]
     return "\n".join(lines)

@@ -315,6 +315,10 @@ def test_only_shortened_runs_leave_the_report_row_not_run(root):
     row = table_row(summary.report_tables(results), "Level E", "VGG basic", "cifar10")
     assert row["ours (best val)"] == summary.NOT_RUN
     assert len(summary.shortened_runs(results)) == 1
+    screen = summary.screen_summary("full")  # what `reproduce --epochs 3` prints: the quick run, apart
+    listed = screen[screen.index(summary.SHORTENED_HEADING):]
+    assert "e_basic" in listed and "3 epochs" in listed and "final 0.6000" in listed
+    assert "e_basic" not in screen[:screen.index(summary.SHORTENED_HEADING)]
 
 
 def test_a_row_says_how_many_of_its_runs_kept_no_test_predictions(root):
