@@ -171,12 +171,6 @@ def _fetch_imagenette(root: Path, folder: Path) -> None:
         ) from None
 
 
-def _image_files(folder: Path, splits=("train", "test")) -> list:
-    """Every file under the split folders, sorted by its path relative to `folder`."""
-    return sorted((Path(root) / name).relative_to(folder) for split in splits
-                  for root, _, files in os.walk(folder / split) for name in files)
-
-
 def folder_identity(folder) -> str:
     """An image folder's name and a digest of its files' paths and bytes, e.g. 'cifar10-jpeg-3f2a9c01d4': the same
     images give the same identity wherever they lie. Remembered against the files' sizes and modification times
@@ -186,7 +180,8 @@ def folder_identity(folder) -> str:
         raise DataUnavailable(f"No image folder at {folder}: expected {folder}/train/<class>/*.jpg and "
                               f"{folder}/test/<class>/*.jpg; check the path after 'imagefolder:' or run the smoke "
                               "profile.")
-    files = _image_files(folder)
+    files = sorted((Path(root) / name).relative_to(folder) for split in ("train", "test")
+                   for root, _, names in os.walk(folder / split) for name in names)
     stats = hashlib.sha1("".join(f"{f}:{(folder / f).stat().st_size}:{(folder / f).stat().st_mtime_ns}"
                                  for f in files).encode()).hexdigest()
     memo = paths.data_dir() / "cache" / f"identity-{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}.txt"
@@ -249,21 +244,17 @@ def _decode_folder(folder: Path, image_size: int, splits=("train", "test")) -> I
         raise DataUnavailable(
             f"{folder}/{train} and {folder}/{test} hold different classes ({', '.join(classes)} against "
             f"{', '.join(test_classes)}): give both the same class folders.")
-    empty = [f"{split}/{name}" for split in splits for name in classes
-             if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (folder / split / name).glob("*"))]
+    found = {(split, name): sorted(f for f in (folder / split / name).glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+             for split in splits for name in classes}
+    empty = [f"{split}/{name}" for (split, name), files in found.items() if not files]
     if empty:
         raise DataUnavailable(f"{folder} has class folders without images ({', '.join(empty)}): add images or "
                               "remove the class from both splits.")
     tensors = []
     for split in splits:
-        images, labels = [], []
-        for label, name in enumerate(classes):
-            files = sorted(f for f in (folder / split / name).glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-            images += [read_image(f, image_size) for f in files]
-            labels += [label] * len(files)
-        if not images:
-            raise DataUnavailable(f"{folder}/{split} holds no images of the classes in {folder}/{train}.")
-        tensors += [torch.stack(images), torch.tensor(labels, dtype=torch.int64)]
+        files = [(label, f) for label, name in enumerate(classes) for f in found[split, name]]
+        tensors += [torch.stack([read_image(f, image_size) for _, f in files]),
+                    torch.tensor([label for label, _ in files], dtype=torch.int64)]
     return ImageSet(*tensors, classes)
 
 
@@ -281,11 +272,9 @@ def read_image(file: Path, size: int) -> torch.Tensor:
 
 def synthetic_images(num_classes: int = 10, n_train: int = 512, n_test: int = 256,
                      image_size: int = 32, seed: int = 0) -> ImageSet:
-    """Generated CIFAR-shaped images whose class is a colour and an oriented stripe texture.
-
-    The class signal survives flips and small shifts, so a small CNN learns it in an epoch or
-    two; per-image noise, brightness and phase keep it from being trivial. Deterministic in `seed`.
-    """
+    """Generated CIFAR-shaped images whose class is a colour and an oriented stripe texture, deterministic in `seed`."""
+    # the class signal survives flips and small shifts, so a small CNN learns it in an epoch or two; per-image
+    # noise, brightness and phase keep it from being trivial
     gen = torch.Generator().manual_seed(seed)
     colours = torch.rand(num_classes, 3, 1, 1, generator=gen)
     angles = torch.arange(num_classes) * math.pi / num_classes
