@@ -71,7 +71,9 @@ def atomic_path(path: Path):
         raise _write_error(path, err) from None
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files: records are for everyone to read
+        umask = os.umask(0)  # reading the umask means setting it: put it straight back
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files: records are for everyone to read
         os.replace(tmp, path)
     except OSError as err:
         raise _write_error(path, err) from None
@@ -90,12 +92,6 @@ def _remove_temps_of_dead_writers(path: Path) -> None:
                 tmp.unlink(missing_ok=True)
         except (ValueError, OSError):  # not a process id, or another user's live process
             pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class Busy(RuntimeError):
