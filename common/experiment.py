@@ -134,24 +134,17 @@ def needs(cfg: RunConfig) -> str:
             f"{cfg.epochs} epochs)")
 
 
-def recorded_runs(configs: dict, notebook: str) -> dict:
-    """The recorded results of the named configs, name -> RunResult, saying for each missing one what it needs."""
-    found = {}
-    for name, cfg in configs.items():
-        recorded = results.recorded_result(cfg, notebook)
-        if recorded is None:
-            print(f"{name}: {needs(cfg)}")
-        else:
-            found[name] = recorded
-    return found
-
-
 def run_experiments(configs: dict, notebook: str, force: bool = False, progress: bool = True,
                     execution: Execution = Execution(), allow_cpu: bool = False, train: bool = True) -> dict:
     """run_experiment for each named config, spread one per GPU when execution.parallel="spread"; name -> RunResult.
-    With train=False only what is recorded, never training or downloading (recorded_runs)."""
+    With train=False only what is recorded, never training or downloading: each missing run says what it needs."""
     if not train:
-        return recorded_runs(configs, notebook)
+        found = {}
+        for name, cfg in configs.items():
+            found[name] = results.recorded_result(cfg, notebook)
+            if found[name] is None:
+                print(f"{name}: {needs(cfg)}")
+        return {name: recorded for name, recorded in found.items() if recorded is not None}
     spread = launch.wants_spread(list(configs.values()), notebook, force, execution)
     if spread:
         launch.spread_runs(spread, notebook, force, execution, allow_cpu)
