@@ -35,11 +35,6 @@ def processes(execution: Execution) -> int:
     return execution.gpus or torch.cuda.device_count()
 
 
-def splittable(cfg) -> bool:
-    """Co-teaching ranks whole batches, so it keeps one process (SupCon gathers the batch: it splits)."""
-    return not cfg.coteaching
-
-
 def pending(cfg, notebook: str, force: bool) -> bool:
     """True when the run must be trained: forced, or not recorded yet."""
     return force or recorded_result(cfg, notebook) is None
@@ -47,8 +42,9 @@ def pending(cfg, notebook: str, force: bool) -> bool:
 
 def wants_torchrun(cfg, notebook: str, force: bool, execution: Execution) -> bool:
     """True when this run should be handed to torchrun rather than trained in this process."""
+    # Co-teaching ranks whole batches, so it keeps one process (SupCon gathers the batch: it splits)
     return (execution.parallel == "ddp" and processes(execution) > 1 and not distributed.launched()
-            and splittable(cfg) and pending(cfg, notebook, force))
+            and not cfg.coteaching and pending(cfg, notebook, force))
 
 
 def wants_spread(configs: list, notebook: str, force: bool, execution: Execution) -> list:
