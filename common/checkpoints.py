@@ -42,8 +42,7 @@ def run_folder(cfg: RunConfig) -> Path:
 
 
 def save(obj: dict, path: Path) -> None:
-    """torch.save to a temp file, then rename: a crash never leaves half a checkpoint, and a failed write
-    leaves no temp file behind."""
+    """torch.save to a temp file, then rename (see above); a failed write leaves no temp file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(obj, tmp)
@@ -90,16 +89,6 @@ def finish(folder: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def best_weights(folder: Path, epoch: int, device):
-    """The saved best weights of `epoch` (best.pt, else best-prev.pt), or None; an unreadable file is set aside."""
-    for name in ("best.pt", "best-prev.pt"):
-        if (folder / name).exists():
-            saved = read_or_set_aside(folder / name, device)
-            if saved is not None and saved["epoch"] == epoch:
-                return saved
-    return None
-
-
 def remove_stale_temp_files(folder: Path) -> None:
     """Delete the temp files of writes that never finished (a killed process): only the run's trainer writes here."""
     for tmp in folder.glob(".*.tmp"):
@@ -136,15 +125,13 @@ def read_or_set_aside(path: Path, device):
         return None
 
 
-def newest_readable(folder: Path, device):
-    """(state, path) of the newest readable checkpoint, last.pt then prev.pt (the epoch before); (None, None)
-    when there is none, and the run starts afresh."""
-    for name in ("last.pt", "prev.pt"):
-        path = folder / name
-        if path.exists():
-            state = read_or_set_aside(path, device)
-            if state is not None:
-                return state, path
+def first_readable(folder: Path, names: tuple, device, epoch: int = None):
+    """(state, path) of the first of the files `names` that reads (and holds `epoch`, if given), else (None, None):
+    last.pt then prev.pt to resume, best.pt then best-prev.pt for the best weights. Unreadable ones are set aside."""
+    for path in (folder / name for name in names):
+        state = read_or_set_aside(path, device) if path.exists() else None
+        if state is not None and (epoch is None or state["epoch"] == epoch):
+            return state, path
     return None, None
 
 
@@ -164,8 +151,7 @@ def check_config(state: dict, cfg: RunConfig, path: Path) -> dict:
 
 
 def load_weights(cfg: RunConfig, which: str = "best", device="cpu", folder: Path = None) -> dict:
-    """A run's network weights: its best-validation ones (best.pt, else last.pt) or its last ones, from its
-    checkpoint folder (or from `folder`, a copy of it elsewhere)."""
+    """A run's best-validation (best.pt, else last.pt) or last weights, from its checkpoint folder or `folder`."""
     folder = Path(folder) if folder else run_folder(cfg)
     names = ("best.pt", "last.pt") if which == "best" else ("last.pt",)
     path = next((folder / name for name in names if (folder / name).exists()), None)

@@ -1,14 +1,10 @@
-"""fit() and evaluate(): the training loop with checkpoints, resume, mixed precision and a NaN guard.
-
-fit() reads as one loop: resume from the newest checkpoint, then per epoch train, evaluate, keep the best
-epoch and checkpoint. What a step computes is a plain function per loss (cross-entropy, SupCon, Co-teaching);
-Trainer.step runs one step around it (forward and loss, backward and update, schedule).
-"""
+"""fit() and evaluate(): the training loop with checkpoints, resume, mixed precision and a NaN guard; what a step
+computes is a plain function per loss (cross-entropy, SupCon, Co-teaching), which Trainer.step runs."""
 
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +22,7 @@ from .seeds import derive_seed
 from .supcon import supcon_loss
 
 CHECK_EVERY = 50  # steps between NaN checks; a check reads a copy made at the previous one, so it never waits
+GPU_CHECKPOINT_SHARE = 0.02  # a GPU epoch takes seconds: checkpointing each one would cost several per cent
 
 
 class TrainingDiverged(RuntimeError):
@@ -92,13 +89,8 @@ def evaluate(model: nn.Module, loader, amp_dtype=None, keep_predictions: bool = 
 
 def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None, *, progress: bool = True,
         execution: Execution = None) -> FitResult:
-    """Train `model` as `cfg` says; checkpoint in `checkpoint_dir` (every epoch on a CPU) and resume from it.
-
-    With cfg.monitor_test the test loader adds test metrics to every epoch's history (curves only: the best
-    epoch is chosen on validation). `execution` sets torch.compile and, under torchrun, synchronised BatchNorm
-    (every process trains its share of each batch; only the main one writes) and how much of the run's time
-    checkpoints may take (on a GPU 2 % unless it says otherwise).
-    """
+    """Train `model` as `cfg` says, checkpointing in `checkpoint_dir` and resuming from it; `execution` sets
+    torch.compile, synchronised BatchNorm under torchrun, and how much of the run's time checkpoints may take."""
     device = next(model.parameters()).device
     execution = execution or Execution()
     _prepare(device, loaders.train)
@@ -111,7 +103,10 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
 
     # 1. resume: the newest readable checkpoint of this very config, and the best epoch's weights
     run = _resume(trainer, cfg, folder, selects, device)
-    cadence = checkpoints.Cadence(_checkpoint_share(execution, device))
+    share = execution.checkpoint_share  # None: every epoch on a CPU (exact resume)
+    if share is None and device.type == "cuda":
+        share = GPU_CHECKPOINT_SHARE
+    cadence = checkpoints.Cadence(share)
     steps = len(loaders.train)
     bar = progress_bar(total=cfg.epochs * steps, initial=run.epoch * steps, desc=cfg.run_id,
                        disable=not (progress and main))
@@ -157,16 +152,6 @@ def fit(model: nn.Module, loaders: Loaders, cfg: RunConfig, checkpoint_dir=None,
     return FitResult(run.history, run.best["epoch"], run.best_state, run.wall)
 
 
-GPU_CHECKPOINT_SHARE = 0.02  # a GPU epoch takes seconds: checkpointing each one would cost several per cent
-
-
-def _checkpoint_share(execution: Execution, device: torch.device):
-    """The most of the run's time checkpoints may take: the execution's choice, else every epoch on a CPU."""
-    if execution.checkpoint_share is not None:
-        return execution.checkpoint_share
-    return GPU_CHECKPOINT_SHARE if device.type == "cuda" else None
-
-
 def _prepare(device: torch.device, train_loader) -> None:
     """Device settings for training, and a loader sharded for as many processes as train."""
     if device.type == "cpu":
@@ -187,15 +172,11 @@ def _copy(state: dict) -> dict:
 class _RunState:
     """Where a run stands: epochs done, their history, wall time and the best epoch so far."""
     epoch: int = 0
-    history: list = None
+    history: list = field(default_factory=list)
     wall: float = 0.0
-    best: dict = None
+    best: dict = field(default_factory=lambda: {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf})
     best_state: dict = None
     best_on_disk: int = 0  # the epoch whose weights best.pt holds
-
-    def __post_init__(self):
-        self.history = [] if self.history is None else self.history
-        self.best = self.best or {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
 
 
 def _resume(trainer, cfg: RunConfig, folder, selects: bool, device) -> _RunState:
@@ -206,10 +187,11 @@ def _resume(trainer, cfg: RunConfig, folder, selects: bool, device) -> _RunState
     with distributed.main_first():  # the main process sets an unreadable file aside before the others look
         if distributed.is_main():
             checkpoints.remove_stale_temp_files(folder)
-        state, path = checkpoints.newest_readable(folder, device)
+        state, path = checkpoints.first_readable(folder, ("last.pt", "prev.pt"), device)
         # a foreign file (a copy of best.pt) has no "best": check_config below names it
         best_epoch = state.get("best", {}).get("epoch") if state else None
-        saved = checkpoints.best_weights(folder, best_epoch, device) if selects and best_epoch else None
+        saved = (checkpoints.first_readable(folder, ("best.pt", "best-prev.pt"), device, best_epoch)[0]
+                 if selects and best_epoch else None)
     if state is None:
         return _RunState()
     trainer.restore(checkpoints.check_config(state, cfg, path))
@@ -228,8 +210,7 @@ def _resume(trainer, cfg: RunConfig, folder, selects: bool, device) -> _RunState
 
 
 def cross_entropy_step(net, images, labels, clean, label_smoothing: float):
-    """Cross-entropy (with the run's label smoothing) on the network's logits: the loss to optimise, the epoch's
-    counts and the loss to record."""
+    """Cross-entropy with the run's label smoothing: the loss to optimise, the epoch's counts, the loss to record."""
     logits = net(images)
     loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
     return loss, _counts(logits, labels, clean), loss.detach()
@@ -303,8 +284,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
 
     def loss(self, images, labels, clean, epoch: int, shares=None):
-        """The run's step (cross-entropy, SupCon or Co-teaching) on a batch: the loss to optimise, the epoch's
-        counts and the loss to record."""
+        """The run's step function (cross-entropy, SupCon or Co-teaching) on a batch, and what it returns."""
         cfg = self.cfg
         if cfg.coteaching:
             rate = forget_rate(epoch, cfg.coteaching["forget_rate"], cfg.coteaching.get("ramp_epochs", 0))
@@ -320,10 +300,8 @@ class Trainer:
         loader.set_epoch(epoch)
 
     def step(self, images, labels, clean, epoch: int, shares=None, weight: float = 1.0) -> tuple:
-        """One training step on a batch; the epoch's counts and the loss to record, both left on the device.
-
-        `weight` scales this process's loss (under DDP an uneven last batch's shares are weighted so that the
-        averaged gradient is the batch's mean); `shares` is every process's share, for a contrastive loss."""
+        """One training step on a batch (`shares`, `weight`: see _shares); the epoch's counts and the loss to record,
+        both left on the device."""
         with self.compile_timer.timing(images):
             # forward and loss
             with _autocast(self.device, self.amp_dtype):
@@ -347,11 +325,7 @@ class Trainer:
             self.schedule.scheduler.step()
 
     def train_epoch(self, loader, epoch: int, bar, checkpoint_dir) -> dict:
-        """One pass over `loader`: its history row's training metrics, lr and seconds.
-
-        Nothing in the loop waits on the GPU: metrics are summed on the device and read once, at the end
-        of the epoch; the NaN guard looks every CHECK_EVERY steps at a copy started at its previous look.
-        """
+        """One pass over `loader`, never waiting on the GPU: its history row's training metrics, lr and seconds."""
         started, lr, steps, compiled = time.perf_counter(), self.lr(), len(loader), self.compile_timer.seconds
         self.begin_epoch(loader, epoch)
         weights, shares = self._shares(loader)
@@ -377,8 +351,9 @@ class Trainer:
                 "compile_seconds": compiling if self.compile_timer.enabled else math.nan}
 
     def _shares(self, loader) -> tuple:
-        """Under DDP, per batch: the weight of this process's loss, or for a contrastive loss (already the whole
-        batch's, over the gathered batch) every process's share; (None, None) in one process."""
+        """(weights, shares) per batch under DDP, (None, None) in one process: the weight of this process's loss, so
+        that the averaged gradient of an uneven last batch is its mean, or for a contrastive loss (already the whole
+        batch's, over the gathered batch) every process's share."""
         if getattr(loader, "world_size", 1) == 1:
             return None, None
         return (None, loader.share_sizes()) if self.contrastive else (loader.shard_weights(), None)
@@ -411,11 +386,7 @@ class _EpochSums:
 
 
 class _FiniteGuard:
-    """Remembers the first step whose loss was NaN or infinite, on the device, and raises once it is seen.
-
-    On a GPU poll() never waits: it reads the copy that its previous call started, if that copy has
-    landed, and starts a new one; check() at the end of the epoch waits for the answer.
-    """
+    """Remembers the first step whose loss was NaN or infinite, on the device, and raises once it is seen."""
 
     def __init__(self, device, epoch: int, checkpoint_dir):
         self.first_bad = torch.full((), -1, device=device, dtype=torch.long)
@@ -428,16 +399,25 @@ class _FiniteGuard:
         self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(loss), step, self.first_bad)
 
     def poll(self) -> None:
+        """On a GPU, never waits: reads the copy its previous call started, if it has landed, and starts another."""
         if not self.cuda:
             return self.check()  # on a CPU the value is already there
         if self.copied is not None and self.copied.query():
-            _check_finite(self.copy, self.epoch, self.checkpoint_dir)
+            self.check(self.copy)
         self.copy.copy_(self.first_bad, non_blocking=True)
         self.copied = torch.cuda.Event()
         self.copied.record()
 
-    def check(self) -> None:
-        _check_finite(self.first_bad, self.epoch, self.checkpoint_dir)
+    def check(self, first_bad: torch.Tensor = None) -> None:
+        """Raise TrainingDiverged if a step was bad (`first_bad`: the copy poll() reads; default the device's)."""
+        bad_step = int(self.first_bad if first_bad is None else first_bad)
+        if bad_step >= 0:
+            epoch, folder = self.epoch, self.checkpoint_dir
+            kept = f"the checkpoint of epoch {epoch - 1} in {folder} is kept" if folder and epoch > 1 \
+                else "no checkpoint was written"
+            raise TrainingDiverged(
+                f"Training diverged: the loss became NaN or infinite at epoch {epoch}, step {bad_step}; "
+                f"lower the learning rate or set grad_clip ({kept}).")
 
 
 class _CompileTimer:
@@ -463,16 +443,6 @@ class _CompileTimer:
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-def _check_finite(first_bad: torch.Tensor, epoch: int, checkpoint_dir) -> None:
-    bad_step = int(first_bad)
-    if bad_step >= 0:
-        kept = f"the checkpoint of epoch {epoch - 1} in {checkpoint_dir} is kept" if checkpoint_dir and epoch > 1 \
-            else "no checkpoint was written"
-        raise TrainingDiverged(
-            f"Training diverged: the loss became NaN or infinite at epoch {epoch}, step {bad_step}; "
-            f"lower the learning rate or set grad_clip ({kept}).")
 
 
 def _epoch_line(row: dict) -> str:
