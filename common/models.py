@@ -38,14 +38,9 @@ def conv_bn_relu(c_in, c_out, kernel=3, stride=1, padding=1, batchnorm=True):
 @register("vgg_basic")
 def vgg_basic(num_classes=10, head="fc", downsample="maxpool", blocks=(64, 64, "M", 128, 128, "M", 256, 256, "M"),
               batchnorm=True):
-    """The report's basic VGG network (Level E), about 1.3 M parameters.
-
-    Patchify stem (2x2 stride-2 conv, 32 -> 16), VGG blocks of 3x3 conv + BN + ReLU with 2x2
-    max-pools (16 -> 8 -> 4 -> 2), then an FC head 1024 -> 128 -> classes with dropout 0.5.
-    Options of the explorations: downsample="stride" makes the conv before each "M" stride 2
-    instead of pooling; head="gap" replaces the FC head with global average pooling + linear;
-    batchnorm=False drops every BN layer (the report's claim that the blocks then stay at chance).
-    """
+    """The report's basic VGG (Level E, about 1.3 M parameters): patchify stem, VGG blocks, FC head with dropout."""
+    # the explorations' options: downsample="stride" strides the conv before each "M" instead of pooling;
+    # head="gap" pools globally under a linear layer; batchnorm=False tests the report's claim (then at chance)
     if head not in ("fc", "gap") or downsample not in ("maxpool", "stride"):
         raise ValueError(f"vgg_basic: head must be 'fc' or 'gap' (got {head!r}), "
                          f"downsample 'maxpool' or 'stride' (got {downsample!r}).")
@@ -69,18 +64,14 @@ def vgg_basic(num_classes=10, head="fc", downsample="maxpool", blocks=(64, 64, "
 
 # Level A networks: torchvision's own building blocks, with the report's changes for 32x32 images.
 
-def _cifar_stem(model: nn.Module) -> nn.Module:
-    """torchvision's ResNet for 32x32: a 3x3 stride-1 stem and no max-pool, so stage 1 runs at 32x32
-    (the ImageNet stem's 7x7 stride-2 conv + max-pool would shrink a CIFAR image to 8x8 at once)."""
-    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
-    return model
-
-
 @register("resnet18")
 def resnet18(num_classes=10, dropout=0.5):
     """ResNet18 with the CIFAR stem and the report's head: dropout 0.5 + linear (torchvision: linear only)."""
-    model = _cifar_stem(tv_resnet18(num_classes=num_classes))
+    model = tv_resnet18(num_classes=num_classes)
+    # a 3x3 stride-1 stem and no max-pool, so stage 1 runs at 32x32 (the ImageNet stem's 7x7 stride-2 conv +
+    # max-pool would shrink a CIFAR image to 8x8 at once)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
     model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, num_classes))
     return model
 
@@ -105,19 +96,13 @@ def se_resnet18(num_classes=10, dropout=0.5, reduction=16):
 @register("convnext")
 def convnext(num_classes=10, depths=(3, 3, 9, 3), widths=(96, 192, 384, 768), drop_path=0.15,
              layer_scale=1e-6):
-    """ConvNeXt (Liu et al. 2022) for 32x32 images: torchvision's ConvNeXt with a 3x3 stride-1 stem.
-
-    Taken as torchvision builds it: blocks (depthwise 7x7, LayerNorm, linear d->4d, GELU, linear
-    4d->d, layer scale, stochastic depth rising linearly from 0 to `drop_path` over all blocks),
-    LayerNorm + 2x2 stride-2 conv between stages, global mean + LayerNorm + linear head, and
-    truncated-normal (std 0.02) init with zero biases. The report's one change: the stem is a 3x3
-    stride-1 conv + LayerNorm instead of the 4x4 stride-4 patchify, so stage 1 runs at 32x32.
-    """
+    """ConvNeXt (Liu et al. 2022) as torchvision builds it, with the report's one change for 32x32 images."""
     stages = [CNBlockConfig(c, c_next, d) for c, c_next, d in zip(widths, (*widths[1:], None), depths)]
     model = ConvNeXt(stages, stochastic_depth_prob=drop_path, layer_scale=layer_scale, num_classes=num_classes)
+    # the stem is a 3x3 stride-1 conv + LayerNorm instead of the 4x4 stride-4 patchify, so stage 1 runs at 32x32
     stem = nn.Sequential(nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1),
                          LayerNorm2d(widths[0], eps=1e-6))  # the eps torchvision uses for its stem
-    nn.init.trunc_normal_(stem[0].weight, std=0.02)
+    nn.init.trunc_normal_(stem[0].weight, std=0.02)  # torchvision's init of every other conv
     nn.init.zeros_(stem[0].bias)
     model.features[0] = stem
     return model
@@ -131,8 +116,7 @@ def supcon_resnet18(num_classes=100):
 
 @register("supcon_mlp")
 def supcon_mlp(num_classes=100):
-    """Stage 2 as the report ran it: the frozen SupCon encoder (its weights come from the run's `encoder`)
-    under an MLP classifier."""
+    """Stage 2 as the report ran it: an MLP classifier on the frozen SupCon encoder (weights: the run's `encoder`)."""
     return FrozenEncoderClassifier(supcon_resnet18().encoder, MLPClassifier(num_classes=num_classes))
 
 
