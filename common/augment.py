@@ -1,13 +1,9 @@
 """Batched augmentation on the training device, with per-sample random parameters.
 
-Every op takes float images N x 3 x H x W in [0, 1] and a torch.Generator on the same
-device, so a whole batch is augmented in a few tensor ops and an epoch's randomness is
-fixed by its seed (which makes resumed runs exact). That is also why these are written
-here and not taken from kornia, whose random ops draw from torch's global RNG. Crop,
-flip, translate and Cutout are plain indexing, faster and simpler than an affine warp;
-nothing reads a value back to Python, so no op waits on the GPU. The random resized crop
-needs a true resize, so it is an affine warp (bilinear); an op applied with probability p
-runs on the whole batch and keeps each sample's result or its input, never indexing a subset.
+Every op takes float images N x 3 x H x W in [0, 1] and a torch.Generator on the same device, so a whole batch
+is augmented in a few tensor ops and an epoch's randomness is fixed by its seed (which makes resumed runs exact;
+kornia's random ops draw from torch's global RNG instead). Crop, flip, translate and Cutout are plain indexing,
+faster and simpler than an affine warp; nothing reads a value back to Python, so no op waits on the GPU.
 """
 
 import inspect
@@ -288,13 +284,11 @@ OPS = {"crop": RandomCrop, "flip": RandomFlip, "translate": RandomTranslate, "ji
        "gaussian_blur": GaussianBlur, "jitter_p": RandomColorJitter}
 
 
-def _usage() -> str:
-    return ", ".join(f"{name}({', '.join(inspect.signature(cls).parameters)})" for name, cls in OPS.items())
-
-
 def op(name: str, **params) -> dict:
     """One augmentation step of a recipe, by name with keyword parameters: op("translate", fraction=0.1)."""
-    _check(name in OPS, f"Unknown augmentation {name!r}: known are {_usage()}.")
+    if name not in OPS:
+        usage = ", ".join(f"{known}({', '.join(inspect.signature(cls).parameters)})" for known, cls in OPS.items())
+        raise ValueError(f"Unknown augmentation {name!r}: known are {usage}.")
     known = inspect.signature(OPS[name]).parameters
     unknown = [key for key in params if key not in known]
     _check(not unknown, f"Augmentation {name!r} has no parameter {', '.join(unknown)}: it takes {', '.join(known)}.")
@@ -305,11 +299,7 @@ def op(name: str, **params) -> dict:
 
 
 def build_augment(spec):
-    """An op chain from a spec, a sequence of op(...) steps (common.recipes holds the report's); None for none.
-
-    A spec of specs, such as (SUPCON_VIEW1, SUPCON_VIEW2) of common.recipes, gives one view per spec, stacked
-    (see Views).
-    """
+    """An op chain from a sequence of op(...) steps, Views from a sequence of such sequences; None for none."""
     if not spec:
         return None
     if all(isinstance(item, (list, tuple)) for item in spec):
