@@ -1,5 +1,6 @@
 """RunConfig: everything that defines a run, its id and its fingerprint."""
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -20,10 +21,9 @@ IDENTITY = re.compile(r"[A-Za-z0-9_.-]+-[0-9a-f]{10}")
 
 @dataclass
 class RunConfig:
-    """One training run: data, model, optimisation and bookkeeping, all plain values.
-
-    The recipe's fields have no defaults, so a recipe that forgets one fails instead of inheriting another's;
-    the rest default to "off" (no smoothing, no noise, no clipping, ...)."""
+    """One training run: data, model, optimisation and bookkeeping, all plain values."""
+    # the recipe's fields have no defaults, so a recipe that forgets one fails instead of inheriting another's;
+    # the rest default to "off" (no smoothing, no noise, no clipping, ...)
     experiment: str
     model: str
     dataset: str  # the report's data set this run stands for (cifar10 | cifar100 | imagenette); the summary joins on it
@@ -71,39 +71,29 @@ class RunConfig:
 
     def check(self):
         """Refuse impossible settings with one sentence naming the field and the fix."""
-        problems = []
-        if self.dataset not in DATASETS:
-            problems.append(f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)} (the report's data set the "
-                            "run stands for; `source` names the images it trains on)")
-        if self.epochs < 1:
-            problems.append(f"epochs={self.epochs}: train for at least 1 epoch")
-        if self.batch_size < 1:
-            problems.append(f"batch_size={self.batch_size}: use a positive batch size")
-        if self.lr <= 0:
-            problems.append(f"lr={self.lr}: the learning rate must be positive")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append(f"label_smoothing={self.label_smoothing}: use a value in [0, 1)")
-        if self.val_size < 0 or self.num_classes < 2:
-            problems.append(f"val_size={self.val_size}, num_classes={self.num_classes}: "
-                            "use val_size >= 0 and at least 2 classes")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            problems.append("weight_decay and grad_clip must not be negative")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            problems.append(f"optimizer={self.optimizer!r}: use adam, adamw or sgd")
-        if self.loss not in LOSSES or self.temperature <= 0:
-            problems.append(f"loss={self.loss!r}, temperature={self.temperature}: use one of {', '.join(LOSSES)} "
-                            "and a positive temperature")
-        noise_rate = self.label_noise.get("rate", 0)
-        forget = self.coteaching.get("forget_rate", 0)
-        if not (0 <= noise_rate <= 1 and 0 <= forget < 1):
-            problems.append(f"label noise rate {noise_rate} and forget rate {forget}: use a noise rate in [0, 1] "
-                            "and a forget rate in [0, 1)")
-        if self.coteaching and self.loss != "cross_entropy":
-            problems.append("Co-teaching ranks per-sample cross-entropy losses: use loss='cross_entropy'")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            problems.append(f"precision={self.precision!r}: use auto, fp32, bf16 or fp16")
-        if self.channels_last not in ("auto", "on", "off"):
-            problems.append(f"channels_last={self.channels_last!r}: use auto, on or off")
+        noise_rate, forget = self.label_noise.get("rate", 0), self.coteaching.get("forget_rate", 0)
+        problems = [problem for impossible, problem in [
+            (self.dataset not in DATASETS, f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)} (the report's "
+             "data set the run stands for; `source` names the images it trains on)"),
+            (self.epochs < 1, f"epochs={self.epochs}: train for at least 1 epoch"),
+            (self.batch_size < 1, f"batch_size={self.batch_size}: use a positive batch size"),
+            (self.lr <= 0, f"lr={self.lr}: the learning rate must be positive"),
+            (not 0 <= self.label_smoothing < 1, f"label_smoothing={self.label_smoothing}: use a value in [0, 1)"),
+            (self.val_size < 0 or self.num_classes < 2, f"val_size={self.val_size}, num_classes={self.num_classes}: "
+             "use val_size >= 0 and at least 2 classes"),
+            (self.weight_decay < 0 or self.grad_clip < 0, "weight_decay and grad_clip must not be negative"),
+            (self.optimizer not in ("adam", "adamw", "sgd"), f"optimizer={self.optimizer!r}: use adam, adamw or sgd"),
+            (self.loss not in LOSSES or self.temperature <= 0, f"loss={self.loss!r}, temperature={self.temperature}: "
+             f"use one of {', '.join(LOSSES)} and a positive temperature"),
+            (not (0 <= noise_rate <= 1 and 0 <= forget < 1), f"label noise rate {noise_rate} and forget rate "
+             f"{forget}: use a noise rate in [0, 1] and a forget rate in [0, 1)"),
+            (self.coteaching and self.loss != "cross_entropy",
+             "Co-teaching ranks per-sample cross-entropy losses: use loss='cross_entropy'"),
+            (self.precision not in ("auto", "fp32", "bf16", "fp16"),
+             f"precision={self.precision!r}: use auto, fp32, bf16 or fp16"),
+            (self.channels_last not in ("auto", "on", "off"),
+             f"channels_last={self.channels_last!r}: use auto, on or off"),
+        ] if impossible]
         if problems:
             raise ValueError(f"Impossible setting in run {self.experiment!r}: " + "; ".join(problems) + ".")
 
@@ -141,11 +131,9 @@ class RunConfig:
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
     def replace(self, **changes) -> "RunConfig":
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        if "source" in changes and "source_path" not in changes:
-            values["source_path"] = ""  # a new source: an image folder is found and identified again
-        return RunConfig(**values)
+        if "source" in changes:
+            changes.setdefault("source_path", "")  # a new source: an image folder is found and identified again
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
