@@ -41,10 +41,8 @@ def embed(encoder: nn.Module, loader) -> tuple:
 
 def linear_probe(pretrain: RunConfig, notebook: str, epochs: int = 100, lr: float = 1e-3,
                  weight_decay: float = 5e-4, batch_size: int = 256, allow_cpu: bool = False) -> dict:
-    """A linear classifier on cached frozen features (no augmentation), tested at its best-validation epoch.
-
-    Recorded as a row of the notebook's results (experiment a_supcon_linear_probe).
-    """
+    """A linear classifier on cached frozen features (no augmentation), tested at its best-validation epoch and
+    recorded as a row of the notebook's results (experiment a_supcon_linear_probe)."""
     started, commit = time.perf_counter(), results.git_commit()
     device = pick_device(pretrain.profile, allow_cpu)
     cfg = pretrain.replace(augment=(), loss="cross_entropy")  # plain images, plain labels

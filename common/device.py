@@ -45,8 +45,7 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def auto_precision(device: torch.device) -> str:
-    """What precision "auto" trains in: bf16 where the device computes it natively, else fp16 (with a gradient
-    scaler) on CUDA and fp32 on a CPU."""
+    """What "auto" trains in: bf16 where the device computes it natively, else fp16 (scaled) on CUDA, fp32 on a CPU."""
     return "bf16" if native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
 
 

@@ -1,9 +1,5 @@
-"""Data-parallel training under torchrun: the process group, this process's rank, and rank-0-only writes.
-
-A process started by `torchrun --nproc_per_node=N` finds RANK, LOCAL_RANK and WORLD_SIZE in its
-environment; setup() then joins the group (NCCL on GPUs, gloo on a CPU) and binds the process to its
-GPU. Everything here is a no-op in a plain single process, so the same code runs both ways.
-"""
+"""Data-parallel training under torchrun: the process group, this process's rank, and rank-0-only writes; each
+function is a no-op in a plain single process, so the same code runs both ways."""
 
 import contextlib
 import gc
@@ -50,7 +46,7 @@ def check_gpus(n: int, visible: int = None) -> int:
 
 
 def setup() -> torch.device:
-    """Join torchrun's process group (if launched by it) and return this process's device."""
+    """Join torchrun's process group (NCCL on GPUs, gloo on a CPU) if launched by it; this process's device."""
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device("cpu")
     if torch.cuda.is_available():

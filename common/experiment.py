@@ -1,9 +1,5 @@
 """run_experiment(): data -> network -> fit -> test -> a recorded run (results row, history CSV, curves PNG,
-test predictions).
-
-run_experiments() does it for a notebook's named runs, handing them to other processes when the execution
-asks for several GPUs (common.launch), then loading what they recorded.
-"""
+test predictions); run_experiments() for a notebook's named runs, on several GPUs through common.launch."""
 
 import argparse
 import contextlib
@@ -104,12 +100,8 @@ def train_throughput(history: list, train_images: int) -> float:
 
 def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True,
                    execution: Execution = Execution(), allow_cpu: bool = False) -> RunResult:
-    """Train and test one run, or load its recorded result if it already finished (unless `force`).
-
-    A contrastive run is not tested (it has no classes). With execution.parallel="ddp" and several GPUs the
-    training is launched under torchrun (common.launch); in a process that torchrun started, every process
-    trains and only the main one writes.
-    """
+    """Train and test one run (a contrastive one has no classes to test), or load its recorded result if it already
+    finished (unless `force`); with execution.parallel="ddp" and several GPUs, under torchrun (common.launch)."""
     if launch.wants_torchrun(cfg, notebook, force, execution):
         launch.torchrun_runs([cfg], notebook, force, execution, allow_cpu)
         force = False  # trained and recorded by the launched processes: load it

@@ -1,9 +1,5 @@
-"""Per-sample image functions on batches: each image of N x C x H x W gets its own parameter.
-
-The deterministic half of the augmentation (common.augment draws the random parameters): shifts,
-torchvision-matching colour adjustments, rotation and blur, all batched tensor ops that never read a
-value back to Python, so none waits on a GPU.
-"""
+"""The deterministic half of common.augment: per-sample shifts, colour adjustments (torchvision's), rotation and
+blur of N x C x H x W batches, in batched ops that never read a value back to Python (none waits on a GPU)."""
 
 import torch
 import torch.nn.functional as F

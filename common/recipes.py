@@ -201,10 +201,7 @@ def cifar10_noise_runs(profile: str = "full", seed: int = LEVEL_A_SEED, epochs=N
 
 
 def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_sizes=(512, 256)) -> RunConfig:
-    """Apply the profile, seed and the user's overrides (epochs, data source) to a recipe.
-
-    A run given other epochs than its profile's recipe (the recipe's, or SMOKE_EPOCHS) is marked shortened:
-    another run id, and kept out of the summary's comparison with the report."""
+    """Apply the profile, seed and the user's overrides (epochs, data source) to a recipe."""
     changes = {"profile": check_profile(profile), "seed": seed}
     if profile == "smoke":
         changes.update(source="synthetic", epochs=SMOKE_EPOCHS, synthetic_sizes=smoke_sizes)
@@ -212,7 +209,7 @@ def _for_profile(cfg: RunConfig, profile: str, seed: int, epochs, source, smoke_
             changes["val_size"] = SMOKE_VAL_SIZE
     if source:
         changes["source"] = source
-    if epochs is not None:
+    if epochs is not None:  # other epochs than the profile's recipe: shortened, another run id, not the report's row
         planned = changes.get("epochs", cfg.epochs)
         changes["epochs"] = int(epochs)
         if changes["epochs"] != planned:

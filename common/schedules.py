@@ -56,10 +56,7 @@ SCHEDULES = {"cyclic": _cyclic, "cosine": _cosine, "warmup_cosine": _warmup_cosi
 
 
 def build_schedule(optimizer, spec: dict, steps_per_epoch: int, epochs: int) -> Schedule:
-    """A Schedule from a spec like {"name": "step", "step_size": 10}.
-
-    The optional key "stepped_every": "batch" overrides the unit, as the report's bug did.
-    """
+    """A Schedule from a spec like {"name": "step", "step_size": 10}; "stepped_every" overrides its unit (see above)."""
     spec = dict(spec or {"name": "constant"})
     name = spec.pop("name", None)
     stepped_every = spec.pop("stepped_every", None)
