@@ -44,13 +44,6 @@ def load_split(cfg: RunConfig) -> data.Split:
     return split
 
 
-def noise_changed(split: data.Split) -> float:
-    """The fraction of training labels that label noise actually changed (NaN without noise)."""
-    if split.train_clean_y is None:
-        return math.nan
-    return (split.train_y != split.train_clean_y).float().mean().item()
-
-
 def make_loaders(cfg: RunConfig, split: data.Split, device: torch.device) -> Loaders:
     """Device-resident train (augmented, shuffled), validation and test loaders."""
     shared = dict(mean=cfg.mean, std=cfg.std, device=device, channels_last=use_channels_last(cfg, device),
@@ -90,12 +83,6 @@ def training_sample(cfg: RunConfig, n: int = 8) -> tuple:
     split = load_split(cfg)
     labels = split.train_clean_y if split.train_clean_y is not None else split.train_y
     return split.train_x[:n].float() / 255, [split.classes[int(label)] for label in labels[:n]]
-
-
-def train_throughput(history: list, train_images: int) -> float:
-    """Training images per second over the run's epochs (augmentation and steps; evaluation excluded)."""
-    seconds = sum(row.get("train_seconds") or 0.0 for row in history)
-    return train_images * len(history) / seconds if seconds else float("nan")
 
 
 def run_experiment(cfg: RunConfig, notebook: str, force: bool = False, progress: bool = True,
@@ -181,14 +168,17 @@ def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force
             model.load_state_dict(outcome.best_state)
             best = evaluate(model, loaders.test, amp_dtype, keep_predictions=True)
     (test_loss_final, test_acc_final, *_), (test_loss_best, test_acc_best, *_) = final, best
+    seconds = sum(epoch.get("train_seconds") or 0.0 for epoch in outcome.history)  # augmentation and steps only
+    throughput = len(loaders.train.y) * len(outcome.history) / seconds if seconds else float("nan")
+    noisy = split.train_clean_y is not None  # the fraction of its labels the noise actually changed, or NaN
     row = results.make_row(
         cfg, notebook, device, precision_name(amp_dtype), commit,
         best_epoch=outcome.best_epoch, val_acc_best=outcome.history[outcome.best_epoch - 1]["val_acc"],
         test_acc_best=test_acc_best, test_loss_best=test_loss_best,
         test_acc_final=test_acc_final, test_loss_final=test_loss_final,
         params=count_parameters(model), wall_seconds=round(outcome.wall_seconds, 1),
-        train_images_per_s=round(train_throughput(outcome.history, len(loaders.train.y)), 1),
-        noise_changed=noise_changed(split))
+        train_images_per_s=round(throughput, 1),
+        noise_changed=(split.train_y != split.train_clean_y).float().mean().item() if noisy else math.nan)
     if distributed.is_main():  # the other processes of a data-parallel run hold the same numbers
         results.write_history(results.history_csv(cfg), outcome.history)
         fig = viz.plot_history(pd.DataFrame(outcome.history), title=cfg.run_id)
