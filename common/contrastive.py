@@ -98,11 +98,9 @@ def load_classifier_encoder(cfg: RunConfig, device="cpu") -> nn.Module:
 
 
 def loss_forms(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07):
-    """Khosla's loss against the report script's (anchor kept in its own denominator) on one batch's projections.
-
-    Per form: the loss, the norm of its gradient on the projections, and the mean share of each anchor's
-    denominator taken by its similarity to itself (exp(1/T), the largest term any row can hold).
-    """
+    """Khosla's loss against the report script's (anchor kept in its own denominator) on one batch's projections:
+    each form's loss, its gradient's norm, and the mean share of an anchor's denominator that its own exp(1/T) takes
+    (the largest term any row can hold)."""
     lines = []
     for include_self, name in ((False, "Khosla et al. (anchor left out)"), (True, "report script (anchor kept)")):
         f = features.detach().float().requires_grad_(True)

@@ -1,12 +1,9 @@
 """Processes for a list of runs on several GPUs: each run over all of them (torchrun), or one run per GPU.
 
-Execution.parallel picks the way:
-- ddp: each run is trained by `torchrun --nproc_per_node=N` processes, each on a share of every batch
-  (common.distributed), and the main one records the result.
-- spread: a notebook's independent runs go to N worker processes, one per GPU, each taking the next run
-  nobody has claimed yet.
-Either way the caller then loads the recorded results as if it had trained them itself. The workers run
-`python -m common.experiment worker JOB`: this module starts processes and never trains.
+Execution.parallel picks the way: "ddp" trains each run in `torchrun --nproc_per_node=N` processes, each on a
+share of every batch (common.distributed); "spread" gives a notebook's runs to N workers, one per GPU, each
+taking the next run nobody has claimed. The caller then loads the recorded results as if it had trained them.
+The workers run `python -m common.experiment worker JOB`: this module starts processes and never trains.
 """
 
 import os

@@ -7,13 +7,11 @@ from .seeds import derive_seed
 
 
 class DeviceLoader:
-    """Yield (images, labels) batches drawn from tensors kept on `device`; (images, labels, clean labels) when
-    it holds a noisy-label run's true labels too.
+    """(images, labels) batches, plus the true labels of a noisy-label run, from tensors kept on `device`.
 
-    Each epoch is a fresh permutation seeded by (seed, epoch): every sample is seen once per
-    epoch, and an interrupted run that resumes at epoch k draws exactly what it would have.
-    Under data parallelism (`world_size` processes) every process draws the same permutation and
-    batches, and keeps its own `rank`-th share of each batch: together they see each sample once.
+    Each epoch is a fresh permutation seeded by (seed, epoch): every sample is seen once per epoch, and an
+    interrupted run that resumes at epoch k draws exactly what it would have. Under data parallelism every process
+    draws the same batches and keeps its own `rank`-th share of each: together they see each sample once.
     """
 
     def __init__(self, x, y, batch_size, mean, std, augment=None, shuffle=True,

@@ -1,8 +1,5 @@
-"""The report's recipes as RunConfigs, one function per section; `profile` picks full or smoke.
-
-full:  the recipe of docs/recipes.md on the real data set.
-smoke: the same code path on generated CIFAR-shaped data, a few hundred images, 2 epochs.
-"""
+"""The report's recipes as RunConfigs, one function per section; `profile` picks full (the recipe of
+docs/recipes.md on the real data set) or smoke (the same code path on a few hundred generated images, 2 epochs)."""
 
 from .augment import op
 from .config import CIFAR10_MEAN, CIFAR10_STD, HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, RunConfig

@@ -1,8 +1,7 @@
 """Learning-rate schedules, each declaring the unit it steps in (batch or epoch).
 
-The report's scripts wrote warm-up, step decay and warm restarts in epochs and then stepped
-them every batch. Here a schedule carries its unit and the trainer steps it only at that unit,
-so the mismatch cannot happen by accident; `stepped_every` exists to reproduce it on purpose.
+The report's scripts wrote warm-up, step decay and warm restarts in epochs and then stepped them every batch.
+Here the trainer steps a schedule only at its unit, so that cannot happen by accident (`stepped_every` does it).
 """
 
 from dataclasses import dataclass

@@ -62,9 +62,8 @@ def _autocast(device, dtype):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, amp_dtype=None, keep_predictions: bool = False):
-    """Mean plain cross-entropy (no label smoothing, whatever the run trains with) and accuracy of `model`
-    over `loader`, in eval mode without augmentation; with keep_predictions also every image's most probable
-    class and its softmax probability (CPU tensors, in the loader's order)."""
+    """Plain cross-entropy (never smoothed) and accuracy of `model` over `loader` in eval mode; with keep_predictions
+    also each image's most probable class and its softmax probability (CPU tensors, in the loader's order)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -351,9 +350,8 @@ class Trainer:
                 "compile_seconds": compiling if self.compile_timer.enabled else math.nan}
 
     def _shares(self, loader) -> tuple:
-        """(weights, shares) per batch under DDP, (None, None) in one process: the weight of this process's loss, so
-        that the averaged gradient of an uneven last batch is its mean, or for a contrastive loss (already the whole
-        batch's, over the gathered batch) every process's share."""
+        """Per batch under DDP, this process's loss weight (so an uneven batch's averaged gradient is its mean), or
+        for a contrastive loss, already over the gathered batch, every process's share; (None, None) in one process."""
         if getattr(loader, "world_size", 1) == 1:
             return None, None
         return (None, loader.share_sizes()) if self.contrastive else (loader.shard_weights(), None)
