@@ -42,7 +42,7 @@ def embed(encoder: nn.Module, loader) -> tuple:
 def linear_probe(pretrain: RunConfig, notebook: str, epochs: int = 100, lr: float = 1e-3,
                  weight_decay: float = 5e-4, batch_size: int = 256, allow_cpu: bool = False) -> dict:
     """A linear classifier on cached frozen features (no augmentation), tested at its best-validation epoch and
-    recorded as a row of the notebook's results (experiment a_supcon_linear_probe)."""
+    recorded as a row of the notebook's results (its experiment: probe_experiment)."""
     started, commit = time.perf_counter(), results.git_commit()
     device = pick_device(pretrain.profile, allow_cpu)
     cfg = pretrain.replace(augment=(), loss="cross_entropy")  # plain images, plain labels
@@ -70,7 +70,7 @@ def linear_probe(pretrain: RunConfig, notebook: str, epochs: int = 100, lr: floa
             best = (val_acc, epoch, {k: v.clone() for k, v in probe.state_dict().items()})
     final_acc = _probe_accuracy(probe, test_x, test_y)
     probe.load_state_dict(best[2])
-    probe_cfg = pretrain.replace(experiment="a_supcon_linear_probe", model="linear_probe", augment=(),
+    probe_cfg = pretrain.replace(experiment=probe_experiment(pretrain), model="linear_probe", augment=(),
                                  loss="cross_entropy", epochs=epochs, lr=lr, weight_decay=weight_decay,
                                  batch_size=batch_size, encoder=f"{pretrain.run_id}@{pretrain.fingerprint()}",
                                  schedule={"name": "cosine"}, shortened=pretrain.shortened)
@@ -82,6 +82,11 @@ def linear_probe(pretrain: RunConfig, notebook: str, epochs: int = 100, lr: floa
         train_images_per_s=float("nan"), noise_changed=float("nan"))
     results.upsert_result(results.results_csv(probe_cfg, notebook), row)
     return row
+
+
+def probe_experiment(pretrain: RunConfig) -> str:
+    """The experiment of the linear probe on `pretrain`'s encoder: a_supcon_linear_probe, one name per loss."""
+    return pretrain.experiment.replace("_pretrain", "_linear_probe")
 
 
 @torch.no_grad()

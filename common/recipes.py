@@ -137,7 +137,8 @@ def supcon_classifier(pretrain: RunConfig, head: str = "mlp", epochs=None) -> Ru
     """Stage 2: a classifier (the report's MLP, or a linear probe) on the frozen encoder of `pretrain`."""
     if head not in ("mlp", "linear"):
         raise ValueError(f"Unknown classifier head {head!r}: use mlp (the report's) or linear (a probe).")
-    cfg = RunConfig(experiment="a_supcon" if head == "mlp" else "a_supcon_linear", model=f"supcon_{head}",
+    name = pretrain.experiment.removesuffix("_pretrain")  # a_supcon, or a_supcon_with_self: one run id per loss
+    cfg = RunConfig(experiment=name if head == "mlp" else f"{name}_linear", model=f"supcon_{head}",
                     # the encoder's run and config: a retrained encoder makes this another run
                     encoder=f"{pretrain.run_id}@{pretrain.fingerprint()}",
                     **{**SUPCON_DATA, "source": pretrain.source, "dataset": pretrain.dataset},

@@ -507,3 +507,16 @@ def test_supcon_recipes_are_the_reports():
     assert recipes.supcon_classifier(pre.replace(lr=2e-3)).fingerprint() != cls.fingerprint()
     with pytest.raises(ValueError, match="mlp .*or linear"):
         recipes.supcon_classifier(pre, head="transformer")
+
+
+def test_the_two_pretraining_losses_give_their_stage_two_runs_their_own_ids():
+    from common import contrastive, recipes
+
+    khosla, report = recipes.supcon_pretrain(), recipes.supcon_pretrain(loss="supcon_with_self")
+    for head in ("mlp", "linear"):  # one checkpoint folder and one results row per encoder, never shared
+        ids = {recipes.supcon_classifier(pretrain, head).run_id for pretrain in (khosla, report)}
+        assert len(ids) == 2
+    assert recipes.supcon_classifier(khosla).experiment == "a_supcon"  # the report's row keeps its name
+    assert recipes.supcon_classifier(report).experiment == "a_supcon_with_self"
+    assert [contrastive.probe_experiment(p) for p in (khosla, report)] == ["a_supcon_linear_probe",
+                                                                          "a_supcon_with_self_linear_probe"]
