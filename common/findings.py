@@ -15,7 +15,8 @@ from .summary import collect_results
 BASIC = "e_basic"
 SCHEDULES = ("e_warmup_cosine", "e_step_decay", "e_cosine_restarts")
 # the Level E / Table 4 family, corrected together: every variant against the basic recipe, then the report's
-# orderings of Table 4 (restarts above the other two, the cyclic basic recipe above all three)
+# orderings of Table 4 (restarts above the other two, the cyclic basic recipe above all three, and the same at the
+# schedules' 1e-3 peak: the control)
 LEVEL_E_VARIANTS = ("e_ls_cutout", "e_warmup_cosine_as_run", "e_step_decay_as_run", "e_cosine_restarts_as_run",
                     "e_warmup_cosine", "e_step_decay", "e_cosine_restarts", "e_strided", "e_gap", "e_no_bn",
                     "e_combined_as_run", "e_combined")
@@ -23,6 +24,7 @@ LEVEL_E_ORDERINGS = [("e_cosine_restarts_as_run", "e_warmup_cosine_as_run"),
                      ("e_cosine_restarts_as_run", "e_step_decay_as_run"),
                      ("e_cosine_restarts", "e_warmup_cosine"), ("e_cosine_restarts", "e_step_decay")]
 LEVEL_E_ORDERINGS += [(BASIC, f"{name}{suffix}") for suffix in ("_as_run", "") for name in SCHEDULES]
+LEVEL_E_ORDERINGS += [("e_cyclic_peak_1e3", name) for name in SCHEDULES]  # the control: the same 1e-3 peak
 
 GPU, C100 = "a GPU (hours on a CPU)", "CIFAR-100 (not on this machine) and a GPU"
 # id, the report's line, the claim in our words, and its parts: ("diff", a, b, dataset) compares two
