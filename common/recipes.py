@@ -24,7 +24,7 @@ LEVEL_E = dict(
 
 # one 8x8 hole, inside the image, before normalisation
 CUTOUT_AUGMENT = (*LEVEL_E["augment"], op("cutout", size=8))
-# Table 4's schedules: Adam at 1e-3, each stepped per epoch as written (the report's code stepped them per batch)
+# Table 4's schedules: Adam at 1e-3, each stepped per epoch (the report's code stepped them per batch)
 # the report's code: lr x (e+1)/5 for epochs e = 0..4 (0.2, 0.4, 0.6, 0.8, 1), then cosine over the other 25
 WARMUP_COSINE = {"name": "warmup_cosine", "warmup": 5, "start_factor": 0.2, "ramp": 4}
 STEP_DECAY = {"name": "step", "step_size": 10, "gamma": 0.1}

@@ -53,8 +53,8 @@ def plot_history(history: pd.DataFrame, title: str = ""):
 
 
 def plot_lr_schedules(specs: dict, steps_per_epoch: int, epochs: int, lr: float, zoom_steps: int = 200):
-    """Learning rate against training step for each schedule, stepped per epoch as written and per
-    batch as the report's code stepped it: the whole run above, its first `zoom_steps` below."""
+    """Learning rate against training step for each schedule, stepped per epoch and per batch (as the report's
+    code stepped it): the whole run above, its first `zoom_steps` below."""
     fig, axes = plt.subplots(2, len(specs), figsize=(4.2 * len(specs), 6), squeeze=False)
     for column, (name, spec) in enumerate(specs.items()):
         written = lr_trace(spec, steps_per_epoch, epochs, lr)
@@ -62,7 +62,7 @@ def plot_lr_schedules(specs: dict, steps_per_epoch: int, epochs: int, lr: float,
         for row, last in ((0, len(written)), (1, zoom_steps)):
             ax = axes[row, column]
             ax.plot(range(last), as_run[:last], color="tab:orange", lw=0.6, label="as run: per batch")
-            ax.plot(range(last), written[:last], color="tab:blue", lw=1.6, label="as written: per epoch")
+            ax.plot(range(last), written[:last], color="tab:blue", lw=1.6, label="per epoch")
             if sorted(as_run)[len(as_run) // 2] < lr * 1e-3:  # step decay falls by orders of magnitude
                 ax.set_yscale("log")
                 ax.set_ylim(lr * 1e-12, lr * 3)

@@ -168,7 +168,7 @@ def test_table_4_compares_the_as_run_schedules_and_shows_the_written_ones_apart(
     as_run = table_row(tables, "Table 4", label, "cifar10")
     assert as_run["published"] == published and as_run["difference"] == "+0.0000"
     assert as_run["run"] == f"e_{variant}_as_run-cifar10-s0" and "every batch" in as_run["note"]
-    written = table_row(tables, "Table 4", f"{label}, as written", "cifar10")
+    written = table_row(tables, "Table 4", f"{label}, stepped per epoch", "cifar10")
     assert written["published"] == "not published" and written["difference"] == "n/a"
     assert written["run"] == f"e_{variant}-cifar10-s0" and "per epoch" in written["note"]
 
