@@ -106,3 +106,39 @@ def test_code_passes_ruff():
     done = subprocess.run([*ruff, "check", "--no-cache", "--output-format", "concise", "."], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, f"ruff check . found problems:\n{done.stdout}{done.stderr}"
+
+
+def _library_imports() -> dict:
+    """Each module of common/ and the modules of common/ it imports (at any depth of its code)."""
+    import ast
+    graph = {}
+    for path in sorted((ROOT / "common").glob("*.py")):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("common")):
+                module = (node.module or "").removeprefix("common").lstrip(".")
+                found |= {module} if module else {alias.name for alias in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("common.")}
+        graph[path.stem] = {name.split(".")[0] for name in found} - {path.stem}
+    return graph
+
+
+def test_the_library_imports_form_no_cycle_and_never_reach_tools():
+    graph = _library_imports()
+    assert {name for names in graph.values() for name in names} <= set(graph)  # only modules of common/
+    assert graph["experiment"] >= {"train", "results", "launch"} and "experiment" not in graph["train"]
+    done, path = set(), []
+
+    def visit(module):
+        assert module not in path, f"import cycle: {' -> '.join(path[path.index(module):] + [module])}"
+        if module not in done:
+            path.append(module)
+            for name in sorted(graph[module]):
+                visit(name)
+            path.pop()
+            done.add(module)
+    for module in graph:
+        visit(module)
+    sources = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "common").glob("*.py"))
+    assert not re.search(r"^\s*(import|from) (tools|reproduce|bench|gpucheck)\b", sources, re.MULTILINE)
