@@ -13,10 +13,8 @@ def augmented_grid(images: torch.Tensor, names: list, augment, title: str = "", 
     """Row 0: images (float, [0, 1]) titled by class name; rows 1..n_views: the same images through `augment`
     (a recipe's op(...) steps), as in training."""
     chain = build_augment(augment)
-    rows = [images]
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(n_views):
-        rows.append(chain(images, gen) if chain else images)
+    rows = [images] + [chain(images, gen) if chain else images for _ in range(n_views)]  # views drawn in turn
     fig, axes = plt.subplots(len(rows), len(images), figsize=(1.3 * len(images), 1.3 * len(rows)), squeeze=False)
     for r, batch in enumerate(rows):
         for c, image in enumerate(batch):
@@ -126,14 +124,15 @@ def plot_history_grid(histories: dict, columns: int = 3):
             for (column, name), colour in zip(splits.items(), plt.get_cmap("tab10").colors):
                 if column in history and history[column].notna().any():
                     drawn[name], = ax.plot(history["epoch"], history[column], color=colour, lw=1.2, alpha=0.8)
-        ax.set_title(label if len(label) <= 32 else label[:31] + "…", fontsize=9)
+        ax.set_title(label if len(label) <= 40 else label[:39] + "…", fontsize=9)
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("loss")
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
-    for ax in list(axes.flat)[len(histories):]:
-        ax.axis("off")
+    for index, ax in enumerate(axes.flat):
+        if index >= len(histories):
+            ax.axis("off")
+        elif index + columns >= len(histories):  # the lowest panel of its column
+            ax.set_xlabel("epoch")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room above the panels for the legend
     names = [name for name in splits.values() if name in drawn]
     fig.legend([drawn[name] for name in names], names, loc="upper center", ncol=len(names), frameon=False)

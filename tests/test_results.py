@@ -252,5 +252,6 @@ def test_history_grid_draws_every_seed_of_a_panel_alike_and_names_each_split_onc
     assert {line.get_color() for line in panels[0].lines[0::2]} == {panels[1].lines[0].get_color()}  # train alike
     assert [text.get_text() for text in fig.legends[0].get_texts()] == ["train", "validation", "test"]
     assert not fig.axes[2].axison  # the unused third panel is blank
+    assert [ax.get_xlabel() for ax in panels] == ["epoch", "epoch"]  # each the lowest of its column
     assert panels[0].get_ylim() == panels[1].get_ylim()  # one loss scale
     plt.close(fig)
