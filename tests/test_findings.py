@@ -70,6 +70,8 @@ def test_every_claim_gets_a_row_and_a_verdict(root):
     assert "0.8150 vs the report's 0.8392" in c6["statistic"] and "one-sample t" in c6["statistic"]
     assert "01_basic_vgg.csv" in c6["rows"]
     assert table.set_index("claim").loc["C25", "verdict"].startswith("not run: needs CIFAR-100")
+    # Table 2's printed losses are label-smoothed validation losses (A3): never judged against our test losses
+    assert table.set_index("claim").loc["C24", "verdict"].startswith("not run: needs a test loss")
     assert table.set_index("claim").loc["C2", "verdict"].startswith("not run: a statement about the code")
 
 
