@@ -42,7 +42,7 @@ def run_folder(cfg: RunConfig) -> Path:
 
 
 def save(obj: dict, path: Path) -> None:
-    """torch.save to a temp file, then rename (see above); a failed write leaves no temp file behind."""
+    """torch.save to a temp file renamed into place; a failed write leaves no temp file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(obj, tmp)
