@@ -25,6 +25,10 @@ LEVEL_E_ORDERINGS = [("e_cosine_restarts_as_run", "e_warmup_cosine_as_run"),
                      ("e_cosine_restarts", "e_warmup_cosine"), ("e_cosine_restarts", "e_step_decay")]
 LEVEL_E_ORDERINGS += [(BASIC, f"{name}{suffix}") for suffix in ("_as_run", "") for name in SCHEDULES]
 LEVEL_E_ORDERINGS += [("e_cyclic_peak_1e3", name) for name in SCHEDULES]  # the control: the same 1e-3 peak
+# C4's ablations, a family of their own (they test no number of the report): each claimed to cost accuracy, by how
+# much the report does not say, so a direction (-inf) stands for its difference
+ABLATIONS = ("e_no_dropout", "e_no_weight_decay", "e_no_augment")
+CLAIMED_DIRECTION = {(name, BASIC): -math.inf for name in ABLATIONS}
 
 GPU, C100 = "a GPU (hours on a CPU)", "CIFAR-100 (not on this machine) and a GPU"
 # id, the report's line, the claim in our words, and its parts: ("diff", a, b, dataset) compares two
@@ -39,7 +43,7 @@ CLAIMS = [
     ("C3", 65, "Batch normalisation follows the convolutional and the fully connected layers.",
      [("code", "the code has no batch normalisation in its head (docs/report-bugs.md)")]),
     ("C4", 65, "Dropout, weight decay and augmentation improve generalisation.",
-     [("needs", "ablations of the basic recipe without each (not yet run)")]),
+     [("diff", name, BASIC, "cifar10") for name in ABLATIONS]),
     ("C5", 69, "Label smoothing reduces overconfidence; Cutout improves robustness.",
      [("ece", "e_ls_cutout", BASIC), ("needs", "a corruption benchmark for robustness (not yet run)")]),
     ("C6", 113, "The basic recipe reaches 83.92 %.", [("value", BASIC, "cifar10")]),
@@ -133,14 +137,20 @@ def level_e_family(results: pd.DataFrame) -> pd.DataFrame:
     return judge_pairs(results, pairs, "cifar10")
 
 
+def ablation_family(results: pd.DataFrame) -> pd.DataFrame:
+    """C4's ablations against the basic recipe, Holm-corrected together."""
+    return judge_pairs(results, [(name, BASIC) for name in ABLATIONS], "cifar10")
+
+
 def judge_pairs(results: pd.DataFrame, pairs: list, dataset: str) -> pd.DataFrame:
     """Differences a - b of (a, b) experiment pairs, ours beside the report's, judged as one Holm family."""
     results = results[~shortened_flags(results["shortened"]).astype(bool)]  # --epochs runs are not the recipe
     family = []
     for a, b in pairs:
         source, rows = _sides(results, [a, b], dataset)
+        claimed = CLAIMED_DIRECTION.get((a, b), _published(a, dataset)[0] - _published(b, dataset)[0])
         family.append({"label": f"{a} - {b}", "a": _metric(rows[a], a, dataset), "b": _metric(rows[b], b, dataset),
-                       "claimed": _published(a, dataset)[0] - _published(b, dataset)[0],
+                       "claimed": claimed,
                        "mcnemar": _paired(rows[a], rows[b], a, dataset) if source else None,
                        "data": describe_source(source) if source else ""})
     table = verdicts.judge(family)
@@ -177,7 +187,7 @@ def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
         paired = row["McNemar (one network a side)"]
         statistic = "" if row["verdict"] == verdicts.NOT_RUN else (
             f"{row['ours']:+.4f}{' ' + row['95% interval'] if row['95% interval'] else ''} against the report's "
-            f"{row['report']:+.4f}; {tested}{row['test']}" + (f"; McNemar {paired}" if paired else ""))
+            f"{_claimed(row['report'])}; {tested}{row['test']}" + (f"; McNemar {paired}" if paired else ""))
         return {"what": f"{a} vs {b}", "data": row["data"], "seeds": row["seeds"], "verdict": row["verdict"],
                 "statistic": statistic, "rows": _rows(results, [a, b], dataset)}
     if kind == "ece":
@@ -208,6 +218,11 @@ def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
             "rows": _rows(results, [experiment], dataset)}
 
 
+def _claimed(difference: float) -> str:
+    """The report's difference for a sentence: `-0.0082`, or `drop` / `rise` where it claims a direction only."""
+    return ("drop" if difference < 0 else "rise") if math.isinf(difference) else f"{difference:+.4f}"
+
+
 def _statistic(comparison: verdicts.Comparison, head: str) -> str:
     """`0.8144 vs 0.8392: -0.0248 [-0.0278, -0.0218], p 0.0002; one-sample t, 3 seeds (df 2)`."""
     if math.isnan(comparison.low):
@@ -235,7 +250,7 @@ def _joined(parts: list, key: str) -> str:
 
 def findings_table(results: pd.DataFrame) -> pd.DataFrame:
     """One line per claim of the report: its words, and each part's comparison, data, seeds, verdict and statistic."""
-    family = level_e_family(results)
+    family = pd.concat([level_e_family(results), ablation_family(results)])
     lines = []
     for claim, line, words, parts in CLAIMS:
         found = [_part(results, family, part) for part in parts]
@@ -255,12 +270,12 @@ def write_findings(profile: str = "full", path=None) -> str:
             "Written by notebook 08 from the recorded rows; nothing here is typed by hand except the claims' words. "
             "A verdict compares the same data on both sides: Welch's t between two sets of seeds, a t prediction "
             "interval for one run against a set of seeds, a one-sample t for a printed number (none for a single "
-            "run: one run a side cannot tell). The Level E / Table 4 differences are Holm-corrected as one family "
-            f"(α = {verdicts.ALPHA}). McNemar's exact test pairs two networks on the same test images and so knows "
-            "nothing of seed-to-seed noise. The report trained on the original files; where we trained on a copy "
-            "(the `data` column), its printed numbers are compared across data and differences are the fairer "
-            "test.\n\nVerdicts over all parts: " + ", ".join(f"{name} {n}" for name, n in counts.items())
-            + ".\n\n" + _markdown_table(table) + "\n")
+            "run: one run a side cannot tell). The Level E / Table 4 differences are Holm-corrected as one family, "
+            f"C4's three ablations as another (α = {verdicts.ALPHA}). McNemar's exact test pairs two networks on the "
+            "same test images and so knows nothing of seed-to-seed noise. The report trained on the original files; "
+            "where we trained on a copy (the `data` column), its printed numbers are compared across data and "
+            "differences are the fairer test.\n\nVerdicts over all parts: "
+            + ", ".join(f"{name} {n}" for name, n in counts.items()) + ".\n\n" + _markdown_table(table) + "\n")
     path = path or output_root(profile) / "docs" / "findings.md"
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -37,10 +37,11 @@ def conv_bn_relu(c_in, c_out, kernel=3, stride=1, padding=1, batchnorm=True):
 
 @register("vgg_basic")
 def vgg_basic(num_classes=10, head="fc", downsample="maxpool", blocks=(64, 64, "M", 128, 128, "M", 256, 256, "M"),
-              batchnorm=True):
+              batchnorm=True, dropout=0.5):
     """The report's basic VGG (Level E, about 1.3 M parameters): patchify stem, VGG blocks, FC head with dropout."""
     # the explorations' options: downsample="stride" strides the conv before each "M" instead of pooling;
-    # head="gap" pools globally under a linear layer; batchnorm=False tests the report's claim (then at chance)
+    # head="gap" pools globally under a linear layer; batchnorm=False tests the report's claim (then at chance);
+    # dropout=0 removes the head's dropout (an ablation)
     if head not in ("fc", "gap") or downsample not in ("maxpool", "stride"):
         raise ValueError(f"vgg_basic: head must be 'fc' or 'gap' (got {head!r}), "
                          f"downsample 'maxpool' or 'stride' (got {downsample!r}).")
@@ -56,7 +57,7 @@ def vgg_basic(num_classes=10, head="fc", downsample="maxpool", blocks=(64, 64, "
         channels = item
     if head == "fc":
         tail = [nn.Flatten(), nn.Linear(channels * 2 * 2, 128), nn.ReLU(inplace=True),
-                nn.Dropout(0.5), nn.Linear(128, num_classes)]
+                nn.Dropout(dropout), nn.Linear(128, num_classes)]
     else:
         tail = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
     return nn.Sequential(*layers, *tail)

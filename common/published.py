@@ -25,6 +25,8 @@ PUBLISHED = [
     ("Table 4", "cosine annealing with restarts", "e_cosine_restarts_as_run", "cifar10", 0.8162, None),
     ("Table 4", "cosine annealing with restarts, stepped per epoch", "e_cosine_restarts", "cifar10", math.nan, None),
     ("Table 4", "control: the cyclic basic recipe peaking at 1e-3", "e_cyclic_peak_1e3", "cifar10", math.nan, None),
+    *[("Level E", f"ablation: the basic recipe without {what}", f"e_no_{name}", "cifar10", math.nan, None)
+      for name, what in (("dropout", "dropout"), ("weight_decay", "weight decay"), ("augment", "augmentation"))],
     ("Table 1", "Baseline ResNet18", "a_resnet18", "cifar10", 0.9192, None),
     ("Table 1", "Baseline ResNet18", "a_resnet18", "cifar100", 0.6889, 0.6448),
     ("Table 1", "SE + ResNet18", "a_se_resnet18", "cifar10", 0.9203, None),
@@ -66,6 +68,8 @@ NOTES = {
     "e_cosine_restarts": "the script's epoch schedule stepped per epoch; no published number (E1)",
     "e_cyclic_peak_1e3": "not in the report: the schedules' peak rate for the cyclic recipe, a control of the "
                          "per-epoch comparison",
+    **{f"e_no_{name}": "not in the report: an ablation for its claim that each of these helps (C4)"
+       for name in ("dropout", "weight_decay", "augment")},
     "a_convnext": "the report's text names 120 epochs, its script ran 50; we run 50 (A4)",
 }
 # a run as written stands for the report row of its as-run twin when the findings ask whether the report's

@@ -51,11 +51,15 @@ LEVEL_E_VARIANTS = {
     "combined_as_run": dict(label_smoothing=0.1, augment=CUTOUT_AUGMENT, model_options={"head": "gap"}),
     # a control, not in the report: the cyclic recipe at the schedules' 1e-3 peak instead of its own 3e-3
     "cyclic_peak_1e3": dict(schedule={**LEVEL_E["schedule"], "max_lr": 1e-3}),
+    # ablations, not in the report: its claim that dropout, weight decay and augmentation each help (C4)
+    "no_dropout": dict(model_options={"dropout": 0.0}),
+    "no_weight_decay": dict(weight_decay=0.0),
+    "no_augment": dict(augment=()),
 }
 # notebook 02's runs, in its order: every Level E exploration but the basic recipe (notebook 01's)
 REGULARIZATION_VARIANTS = ["ls_cutout", "warmup_cosine", "warmup_cosine_as_run", "step_decay", "step_decay_as_run",
                            "cosine_restarts", "cosine_restarts_as_run", "strided", "gap", "no_bn", "combined",
-                           "combined_as_run", "cyclic_peak_1e3"]
+                           "combined_as_run", "cyclic_peak_1e3", "no_dropout", "no_weight_decay", "no_augment"]
 
 
 def level_e(variant: str = "basic", profile: str = "full", seed: int = 0, epochs=None, source=None) -> RunConfig:

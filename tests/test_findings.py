@@ -54,6 +54,24 @@ def test_the_1e3_control_asks_the_basic_recipes_question_of_the_cyclic_rate_at_t
     assert same_peak["verdict"] == verdicts.NOT_REPRODUCED and same_peak["ours"] == pytest.approx(0.0)
 
 
+def test_c4s_ablations_are_judged_by_direction_in_a_family_of_their_own(root):
+    write_rows("full", "02_regularization.csv", BASIC + [
+        *[level_e("e_no_augment", seed, acc) for seed, acc in enumerate((0.70, 0.705, 0.71))],  # far below
+        *[level_e("e_no_dropout", seed, acc) for seed, acc in enumerate((0.85, 0.855, 0.86))],  # far above
+        level_e("e_gap", 0, 0.880)])
+    results = collect_results("full")
+    family = findings.ablation_family(results)
+    assert list(family.index) == [f"{name} - e_basic" for name in findings.ABLATIONS]
+    assert family.loc["e_no_augment - e_basic", "verdict"] == verdicts.HOLDS  # the drop the report claims
+    assert family.loc["e_no_dropout - e_basic", "verdict"] == verdicts.REVERSED  # a rise where it claims a drop
+    assert family.loc["e_no_weight_decay - e_basic", "verdict"] == verdicts.NOT_RUN
+    # Holm over these three only: the Level E family's comparisons do not dilute them, nor they the family
+    assert "e_no_augment - e_basic" not in findings.level_e_family(results).index
+    c4 = findings.findings_table(results).set_index("claim").loc["C4"]
+    assert c4["verdict"] == " · ".join([verdicts.REVERSED, verdicts.NOT_RUN, verdicts.HOLDS])
+    assert "against the report's drop" in c4["statistic"] and "inf" not in c4["statistic"]
+
+
 def test_runs_on_different_data_are_never_compared(root):
     write_rows("full", "02_regularization.csv", BASIC + [level_e("e_gap", 0, 0.85, source="cifar10")])
     family = findings.level_e_family(collect_results("full"))
