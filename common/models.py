@@ -66,13 +66,16 @@ def vgg_basic(num_classes=10, head="fc", downsample="maxpool", blocks=(64, 64, "
 # Level A networks: torchvision's own building blocks, with the report's changes for 32x32 images.
 
 @register("resnet18")
-def resnet18(num_classes=10, dropout=0.5):
+def resnet18(num_classes=10, dropout=0.5, stem="cifar"):
     """ResNet18 with the CIFAR stem and the report's head: dropout 0.5 + linear (torchvision: linear only)."""
+    if stem not in ("cifar", "imagenet"):
+        raise ValueError(f"resnet18: stem must be 'cifar' or 'imagenet' (got {stem!r}).")
     model = tv_resnet18(num_classes=num_classes)
     # a 3x3 stride-1 stem and no max-pool, so stage 1 runs at 32x32 (the ImageNet stem's 7x7 stride-2 conv +
-    # max-pool would shrink a CIFAR image to 8x8 at once)
-    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
+    # max-pool, kept by stem="imagenet" to test the report's claim, shrinks a CIFAR image to 8x8 at once)
+    if stem == "cifar":
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
     model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, num_classes))
     return model
 

@@ -72,6 +72,18 @@ def test_c4s_ablations_are_judged_by_direction_in_a_family_of_their_own(root):
     assert "against the report's drop" in c4["statistic"] and "inf" not in c4["statistic"]
 
 
+def test_c19s_stem_is_judged_by_the_direction_the_report_claims(root):
+    def level_a(experiment, seed, final):
+        return run_row(experiment, "cifar10", seed, final + 0.01, source=JPEG, run_id=f"{experiment}-s{seed}",
+                       profile="full", notebook="03_resnet18_baselines")
+    stem = [level_a("a_resnet18_imagenet_stem", seed, acc) for seed, acc in ((42, 0.80), (0, 0.81), (1, 0.82))]
+    write_rows("full", "03_resnet18_baselines.csv", [level_a("a_resnet18", 42, 0.92)] + stem)
+    c19 = findings.findings_table(collect_results("full")).set_index("claim").loc["C19"]
+    # 0.92 against 0.81 +- 0.01: the single 3x3 run lies far outside the 7x7 seeds' prediction interval
+    assert c19["verdict"] == verdicts.HOLDS and c19["seeds"] == "1 vs 3"
+    assert "t prediction interval" in c19["statistic"] and "against the report's rise" in c19["statistic"]
+
+
 def test_runs_on_different_data_are_never_compared(root):
     write_rows("full", "02_regularization.csv", BASIC + [level_e("e_gap", 0, 0.85, source="cifar10")])
     family = findings.level_e_family(collect_results("full"))

@@ -117,3 +117,20 @@ def test_vgg_rejects_unknown_options(options):
     with pytest.raises(ValueError) as err:
         build_model("vgg_basic", 10, **options)
     assert list(options.values())[0] in str(err.value)
+
+
+def test_the_vgg_ablation_without_dropout_keeps_every_weight():
+    plain, ablated = build_model("vgg_basic", 10), build_model("vgg_basic", 10, dropout=0.0)
+    assert count_parameters(plain) == count_parameters(ablated)
+    assert [m.p for m in ablated.modules() if isinstance(m, nn.Dropout)] == [0.0]
+
+
+def test_resnet18_with_the_imagenet_stem_shrinks_a_cifar_image_before_its_first_stage():
+    seen = {}
+    for stem in ("cifar", "imagenet"):
+        model = build_model("resnet18", 10, stem=stem).eval()
+        model.layer1.register_forward_hook(lambda _m, _i, out, stem=stem: seen.__setitem__(stem, out.shape[-1]))
+        model(torch.zeros(1, 3, 32, 32))
+    assert seen == {"cifar": 32, "imagenet": 8}
+    with pytest.raises(ValueError, match="stem must be 'cifar' or 'imagenet'"):
+        build_model("resnet18", 10, stem="7x7")

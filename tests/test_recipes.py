@@ -13,6 +13,7 @@ def report_runs() -> list:
     cifar10 = [recipes.level_e(name) for name in recipes.LEVEL_E_VARIANTS]
     cifar10 += [recipes.level_e("basic", seed=seed) for seed in (1, 2)]
     cifar10 += [recipes.level_a(model, "cifar10") for model in ("resnet18", "se_resnet18", "convnext")]
+    cifar10 += [recipes.imagenet_stem()]
     cifar10 += list(recipes.cifar10_noise_runs().values())
     runs = cifar10 + [cfg.replace(source=JPEG, source_path="/anywhere") for cfg in cifar10]
     runs += [recipes.level_a(model, "cifar100") for model in recipes.LEVEL_A_MODELS]
@@ -75,6 +76,8 @@ PINNED = {
     "e_basic-vgg_basic-imagefolder-cifar10-jpeg-as-cifar10-s2-full": "ccb433310aa3",
     "a_resnet18-resnet18-imagefolder-cifar10-jpeg-as-cifar10-s42-full": "7e075f30de5d",
     "a_se_resnet18-se_resnet18-imagefolder-cifar10-jpeg-as-cifar10-s42-full": "11891fb77893",
+    "a_resnet18_imagenet_stem-resnet18-cifar10-s42-full": "9b1abc80fff0",
+    "a_resnet18_imagenet_stem-resnet18-imagefolder-cifar10-jpeg-as-cifar10-s42-full": "f73fc3e50e21",
     "a_convnext-convnext-imagefolder-cifar10-jpeg-as-cifar10-s42-full": "0f6f89d2af52",
     "noise_clean-resnet18-imagefolder-cifar10-jpeg-as-cifar10-s42-full": "9609a944deab",
     "noise_sym30_ce-resnet18-imagefolder-cifar10-jpeg-as-cifar10-s42-full": "9a81005f531d",

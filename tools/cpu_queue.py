@@ -5,9 +5,10 @@
 
 A run is NAME:SEED: table2-clean, table2-noise, table2-coteach (notebook 06's ImageNette runs), e-VARIANT
 (a Level E variant of notebook 02, or e-basic of notebook 01) or a-MODEL (Level A on CIFAR-10, notebooks 03
-and 04). Each is recorded under REPRO_ROOT as its notebook records it; a finished run is loaded, not
-trained again, so the same command after an interruption carries on where it stopped. Run it from a
-checkout pinned at one commit: every row records the commit of the code that trained it.
+and 04; a-resnet18_imagenet_stem is notebook 03's stem test). Each is recorded under REPRO_ROOT as its notebook
+records it; a finished run is loaded, not trained again, so the same command after an interruption carries on
+where it stopped. Run it from a checkout pinned at one commit: every row records the commit of the code that
+trained it.
 """
 
 import argparse
@@ -38,11 +39,14 @@ def configure(spec: str, cifar10: str, imagenette: str):
         variant = name[2:]
         return recipes.level_e(variant, seed=seed, source=_folder(cifar10, "--cifar10")), \
             "01_basic_vgg" if variant == "basic" else "02_regularization"
+    if name == "a-resnet18_imagenet_stem":  # the stem test of notebook 03 (claim C19)
+        return recipes.imagenet_stem(seed=seed, source=_folder(cifar10, "--cifar10")), "03_resnet18_baselines"
     if name.startswith("a-") and name[2:] in LEVEL_A_NOTEBOOKS:
         return recipes.level_a(name[2:], "cifar10", seed=seed, source=_folder(cifar10, "--cifar10")), \
             LEVEL_A_NOTEBOOKS[name[2:]]
     raise SystemExit(f"Unknown run {name!r}: use {', '.join(TABLE2)}, e-VARIANT "
-                     f"({', '.join(recipes.LEVEL_E_VARIANTS)}) or a-MODEL ({', '.join(LEVEL_A_NOTEBOOKS)}).")
+                     f"({', '.join(recipes.LEVEL_E_VARIANTS)}) or a-MODEL ({', '.join(LEVEL_A_NOTEBOOKS)}, "
+                     "resnet18_imagenet_stem).")
 
 
 def _folder(path: str, flag: str) -> str:

@@ -93,6 +93,7 @@ def report_runs() -> list:
     runs += [("02_regularization", recipes.level_e(variant)) for variant in recipes.REGULARIZATION_VARIANTS]
     for notebook, models in (("03_resnet18_baselines", ["resnet18"]), ("04_se_convnext", ["se_resnet18", "convnext"])):
         runs += [(notebook, recipes.level_a(model, dataset)) for model in models for dataset in ("cifar10", "cifar100")]
+    runs.append(("03_resnet18_baselines", recipes.imagenet_stem()))
     pretrain = recipes.supcon_pretrain()
     runs += [("05_supcon", pretrain), ("05_supcon", recipes.supcon_classifier(pretrain))]
     runs += [("06_noisy_labels", recipes.noisy_labels("imagenette", rate=0.0)),
