@@ -109,8 +109,7 @@ def level_a(model: str = "resnet18", dataset: str = "cifar10", profile: str = "f
 
 
 def imagenet_stem(profile: str = "full", seed: int = LEVEL_A_SEED, epochs=None, source=None) -> RunConfig:
-    """The Level A ResNet18 on CIFAR-10 with torchvision's 7x7 stride-2 stem and max-pool: the report's claim that
-    its 3x3 stem is what makes the network work on 32x32 images (not in its tables)."""
+    """The Level A ResNet18 on CIFAR-10 with torchvision's 7x7 stride-2 stem and max-pool (claim C19)."""
     cfg = level_a("resnet18", "cifar10", profile, seed, epochs, source)
     return cfg.replace(experiment="a_resnet18_imagenet_stem", model_options={"stem": "imagenet"})
 
