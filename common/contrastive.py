@@ -46,10 +46,9 @@ def linear_probe(pretrain: RunConfig, notebook: str, epochs: int = 100, lr: floa
     started, commit = time.perf_counter(), results.git_commit()
     device = pick_device(pretrain.profile, allow_cpu)
     cfg = pretrain.replace(augment=(), loss="cross_entropy")  # plain images, plain labels
-    train_loader, val_loader, test_loader = make_loaders(cfg, load_split(cfg), device)
+    loaders = make_loaders(cfg, load_split(cfg), device)
     encoder = load_encoder(pretrain, device)
-    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (embed(encoder, loader) for loader in
-                                                            (train_loader, val_loader, test_loader))
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (embed(encoder, loader) for loader in loaders)
     torch.manual_seed(pretrain.seed)
     probe = nn.Linear(train_x.shape[1], pretrain.num_classes).to(device)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
@@ -112,8 +111,6 @@ def loss_forms(features: torch.Tensor, labels: torch.Tensor, temperature: float 
         loss = supcon_loss(f, labels, temperature, include_self=include_self)
         loss.backward()
         logits = f.detach() @ f.detach().T / temperature
-        if not include_self:
-            logits.fill_diagonal_(float("-inf"))
         share = logits.softmax(1).diagonal().mean() if include_self else torch.tensor(0.0)
         lines.append({"loss form": name, "loss": loss.item(), "gradient norm": f.grad.norm().item(),
                       "self share of the denominator": share.item()})

@@ -27,9 +27,7 @@ class CoTeachingPair(nn.Module):
 def forget_rate(epoch: int, rate: float, ramp_epochs: int = 0) -> float:
     """The fraction of each batch dropped in an epoch (1-based): the paper's linear ramp from 0 over
     `ramp_epochs` epochs, or the report's constant `rate` from the first epoch when ramp_epochs is 0."""
-    if ramp_epochs <= 0:
-        return rate
-    return rate * min(1.0, (epoch - 1) / ramp_epochs)
+    return rate if ramp_epochs <= 0 else rate * min(1.0, (epoch - 1) / ramp_epochs)
 
 
 def small_loss_selection(losses: torch.Tensor, keep: int) -> torch.Tensor:

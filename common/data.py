@@ -132,8 +132,7 @@ def _torchvision_cifar(source: str, data_dir: Path) -> ImageSet:
         parts.append((torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(),
                       torch.tensor(ds.targets, dtype=torch.int64)))
         classes = list(ds.classes)
-    (train_x, train_y), (test_x, test_y) = parts
-    return ImageSet(train_x, train_y, test_x, test_y, classes)
+    return ImageSet(*parts[0], *parts[1], classes)
 
 
 def _imagenette(data_dir: Path, image_size: int) -> ImageSet:
@@ -293,9 +292,7 @@ def synthetic_images(num_classes: int = 10, n_train: int = 512, n_test: int = 25
         image = image + 0.15 * torch.randn(n, 3, image_size, image_size, generator=gen)
         return (image.clamp(0, 1) * 255).round().to(torch.uint8), labels
 
-    train_x, train_y = make(n_train)
-    test_x, test_y = make(n_test)
-    return ImageSet(train_x, train_y, test_x, test_y, [f"class{i}" for i in range(num_classes)])
+    return ImageSet(*make(n_train), *make(n_test), [f"class{i}" for i in range(num_classes)])
 
 
 def split(images: ImageSet, val_size: int = 0, seed: int = 0) -> Split:

@@ -167,15 +167,13 @@ def _train_and_record(cfg: RunConfig, notebook: str, device: torch.device, force
         if outcome.best_epoch != len(outcome.history):  # the best-validation epoch is another one: test its weights
             model.load_state_dict(outcome.best_state)
             best = evaluate(model, loaders.test, amp_dtype, keep_predictions=True)
-    (test_loss_final, test_acc_final, *_), (test_loss_best, test_acc_best, *_) = final, best
     seconds = sum(epoch.get("train_seconds") or 0.0 for epoch in outcome.history)  # augmentation and steps only
     throughput = len(loaders.train.y) * len(outcome.history) / seconds if seconds else float("nan")
     noisy = split.train_clean_y is not None  # the fraction of its labels the noise actually changed, or NaN
     row = results.make_row(
         cfg, notebook, device, precision_name(amp_dtype), commit,
         best_epoch=outcome.best_epoch, val_acc_best=outcome.history[outcome.best_epoch - 1]["val_acc"],
-        test_acc_best=test_acc_best, test_loss_best=test_loss_best,
-        test_acc_final=test_acc_final, test_loss_final=test_loss_final,
+        test_acc_best=best[1], test_loss_best=best[0], test_acc_final=final[1], test_loss_final=final[0],
         params=count_parameters(model), wall_seconds=round(outcome.wall_seconds, 1),
         train_images_per_s=round(throughput, 1),
         noise_changed=(split.train_y != split.train_clean_y).float().mean().item() if noisy else math.nan)

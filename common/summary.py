@@ -33,18 +33,15 @@ def collect_results(profile: str) -> pd.DataFrame:
         frame = read_results(path)
         if not frame.empty:
             frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=RESULT_FIELDS)
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_FIELDS)
 
 
 def _number(value) -> float:
     """A float, or NaN for anything missing or not numeric."""
     try:
-        value = float(value)
+        return float(value)
     except (TypeError, ValueError):
         return math.nan
-    return value
 
 
 def _format_accuracy(acc, spread=None) -> str:
@@ -122,6 +119,7 @@ def _source_cells(published: pd.Series, runs: pd.DataFrame) -> dict:
     epoch = "final" if published["compared_at"] == "final" else "best"
     # rounded first so float noise never prints as "-0.0000"
     difference = round(mean[f"test_acc_{epoch}"] - float(published["acc"]), 4) + 0.0
+    wall = numbers["wall_seconds"]
     return {"trained on": describe_source(runs["source"].iloc[0]),
             "ours (best val)": _format_accuracy(mean["test_acc_best"], spread["test_acc_best"]),
             "ours (final)": _format_accuracy(mean["test_acc_final"], spread["test_acc_final"]),
@@ -130,10 +128,8 @@ def _source_cells(published: pd.Series, runs: pd.DataFrame) -> dict:
             "seeds": _seeds_label(runs),
             "epochs": _epochs(runs["epochs"]),
             # a range, not a mean: one run slowed by a shared machine would move a mean without a trace
-            "wall time": (_duration(numbers["wall_seconds"].min())
-                          if len(runs) == 1 or numbers["wall_seconds"].nunique() < 2
-                          else f"{_duration(numbers['wall_seconds'].min())} to "
-                               f"{_duration(numbers['wall_seconds'].max())}"),
+            "wall time": (_duration(wall.min()) if wall.nunique() < 2
+                          else f"{_duration(wall.min())} to {_duration(wall.max())}"),
             "run": ", ".join(runs["run_id"].astype(str))}
 
 
@@ -210,18 +206,11 @@ def write_summary(profile: str) -> Path:
     return path
 
 
-def _published_for(row: dict, experiment=None) -> tuple:
-    """The report's accuracy for a run's data set and experiment (or `experiment`), and the epoch it compares at."""
-    # (NaN, "") where the report has no row for it
+def _published_for(row: dict) -> tuple:
+    """The report's accuracy for a run's data set and experiment, and the epoch it compares at; (NaN, "") if none."""
     published = published_table()
-    match = published[(published["experiment"] == (experiment or row["experiment"]))
-                      & (published["dataset"] == row["dataset"])]
+    match = published[(published["experiment"] == row["experiment"]) & (published["dataset"] == row["dataset"])]
     return (float(match["acc"].iloc[0]), match["compared_at"].iloc[0]) if not match.empty else (math.nan, "")
-
-
-def _compared(row: dict, at: str) -> float:
-    """Our test accuracy at the epoch the report tested: the final one, or the best-validation one."""
-    return row["test_acc_final"] if at == "final" else row["test_acc_best"]
 
 
 def compare_runs(rows: list) -> pd.DataFrame:
@@ -229,9 +218,10 @@ def compare_runs(rows: list) -> pd.DataFrame:
     lines = []
     for row in rows:
         report, at = _published_for(row)
+        compared = row["test_acc_final"] if at == "final" else row["test_acc_best"]  # at the epoch the report tested
         lines.append({"experiment": row["experiment"], "trained on": describe_source(row["source"]),
                       "report": report, "ours (best val)": row["test_acc_best"],
-                      "ours (final)": row["test_acc_final"], "difference": round(_compared(row, at) - report, 4),
+                      "ours (final)": row["test_acc_final"], "difference": round(compared - report, 4),
                       "compared at": at, "best epoch": row["best_epoch"], "epochs": row["epochs"]})
     return pd.DataFrame(lines).set_index("experiment")
 

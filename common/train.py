@@ -302,10 +302,8 @@ class Trainer:
         """One training step on a batch (`shares`, `weight`: see _shares); the epoch's counts and the loss to record,
         both left on the device."""
         with self.compile_timer.timing(images):
-            # forward and loss
             with _autocast(self.device, self.amp_dtype):
                 loss, counts, recorded = self.loss(images, labels, clean, epoch, shares)
-            # backward and update
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss if weight == 1 else loss * weight).backward()
             if self.cfg.grad_clip:
@@ -330,7 +328,6 @@ class Trainer:
         weights, shares = self._shares(loader)
         sums, guard = _EpochSums(self.device), _FiniteGuard(self.device, epoch, checkpoint_dir)
         for step, (images, labels, *clean) in enumerate(loader, start=1):
-            # step: forward and loss, backward and update, schedule
             counts, recorded = self.step(images, labels, clean[0] if clean else None, epoch,
                                          shares[step - 1] if shares else None, weights[step - 1] if weights else 1.0)
             # bookkeeping, on the device: the epoch's sums, the NaN guard, now and then the progress bar

@@ -19,8 +19,7 @@ def augmented_grid(images: torch.Tensor, names: list, augment, title: str = "", 
     for r, batch in enumerate(rows):
         for c, image in enumerate(batch):
             axes[r, c].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
+            axes[r, c].set(xticks=[], yticks=[])
             if r == 0:
                 axes[r, c].set_title(names[c], fontsize=8)
         axes[r, 0].set_ylabel("original" if r == 0 else f"view {r}", fontsize=8)
@@ -147,8 +146,7 @@ def plot_predictions(stored: dict, which: str = "best", title: str = ""):
     counts = confusion_matrix(labels, classes, len(names))
     fig, (ax_class, ax_conf, ax_rel) = plt.subplots(1, 3, figsize=(15, 4.6),
                                                     gridspec_kw={"width_ratios": [1, 1.25, 1]})
-    accuracy = per_class_accuracy(labels, classes, len(names))
-    ax_class.barh(range(len(names)), accuracy, color="tab:blue")
+    ax_class.barh(range(len(names)), per_class_accuracy(labels, classes, len(names)), color="tab:blue")
     ticks = names if len(names) <= 20 else [""] * len(names)  # a hundred names would only overlap
     ax_class.set_yticks(range(len(names)), ticks, fontsize=8)
     ax_class.invert_yaxis()
@@ -168,8 +166,7 @@ def plot_predictions(stored: dict, which: str = "best", title: str = ""):
     ax_rel.bar(centres[used], table["accuracy"][used], width=1 / len(centres), edgecolor="k", lw=0.5,
                color="tab:blue", label="accuracy in the bin")
     ax_rel.plot([0, 1], [0, 1], color="tab:red", ls="--", lw=1, label="calibrated")
-    ax_rel.set_xlim(0, 1)
-    ax_rel.set_ylim(0, 1)
+    ax_rel.set(xlim=(0, 1), ylim=(0, 1))
     ax_rel.set_xlabel("confidence (softmax probability of the predicted class)")
     ax_rel.set_ylabel("accuracy")
     ax_rel.set_title(f"ECE {expected_calibration_error(confidence, right):.4f} (15 bins)", fontsize=9)
@@ -183,9 +180,8 @@ def plot_predictions(stored: dict, which: str = "best", title: str = ""):
 def plot_embeddings(panels: dict, classes=None, class_names=None, n_classes: int = 6, seed: int = 0):
     """2-D PCA of features for a few classes, one panel per encoder (label -> (features, labels))."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.4), squeeze=False)
-    first_labels = next(iter(panels.values()))[1].cpu()
     if classes is None:  # the same few classes in every panel
-        present = first_labels.unique()
+        present = next(iter(panels.values()))[1].cpu().unique()
         classes = present[torch.randperm(len(present), generator=torch.Generator().manual_seed(seed))[:n_classes]]
     for ax, (label, (features, labels)) in zip(axes.flat, panels.items()):
         features, labels = features.float().cpu(), labels.cpu()
@@ -198,8 +194,7 @@ def plot_embeddings(panels: dict, classes=None, class_names=None, n_classes: int
             name = class_names[int(c)] if class_names else f"class {int(c)}"
             ax.scatter(points[mine, 0], points[mine, 1], s=6, alpha=0.6, label=name)
         ax.set_title(label, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     axes.flat[0].legend(fontsize=7, markerscale=2)
     fig.suptitle("test-set features, first two principal components", fontsize=9)
     fig.tight_layout()
@@ -248,8 +243,7 @@ def plot_position_similarity(pos_embedding, grid: int = 8):
     for row in range(grid):
         for col in range(grid):
             image = axes[row, col].imshow(similarity[row, col], vmin=-1, vmax=1, cmap="viridis")
-            axes[row, col].set_xticks([])
-            axes[row, col].set_yticks([])
+            axes[row, col].set(xticks=[], yticks=[])
     fig.colorbar(image, ax=axes, shrink=0.6, label="cosine similarity")
     fig.suptitle("position embedding similarity: each map is one patch against all 64", fontsize=9)
     return fig
