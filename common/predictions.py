@@ -80,8 +80,7 @@ def per_class_accuracy(labels, predicted_classes, num_classes: int) -> np.ndarra
 
 def reliability(confidence, correct, bins: int = ECE_BINS) -> dict:
     """Per equal-width confidence bin ((0, 1/bins], ..., ((bins-1)/bins, 1]): images, mean confidence and accuracy."""
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
     index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
     count = np.bincount(index, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -140,13 +140,12 @@ def _is_shortened(results: pd.DataFrame) -> pd.Series:
 
 def shortened_runs(results: pd.DataFrame) -> pd.DataFrame:
     """The runs shortened with --epochs, one line each: they are listed apart, never compared with the report."""
-    runs = results[_is_shortened(results)]
     return pd.DataFrame([{"run": run["run_id"], "experiment": run["experiment"], "dataset": run["dataset"],
                           "trained on": describe_source(run["source"]),
                           "epochs": _epochs(pd.Series([run["epochs"]])),
                           "test acc (best val)": _format_accuracy(run["test_acc_best"]),
                           "test acc (final)": _format_accuracy(run["test_acc_final"])}
-                         for _, run in runs.iterrows()], columns=SHORTENED_COLUMNS)
+                         for _, run in results[_is_shortened(results)].iterrows()], columns=SHORTENED_COLUMNS)
 
 
 def report_tables(results: pd.DataFrame) -> dict:
@@ -183,7 +182,6 @@ def summary_markdown(tables: dict) -> str:
 def write_summary(profile: str) -> Path:
     """Collect the profile's runs and write results/summary.md beside its CSVs."""
     results = collect_results(profile)
-    tables = report_tables(results)
     header = (f"# Our runs beside the report's published numbers (profile: {profile})\n\n"
               "Test accuracy at the best-validation epoch and at the final epoch. The difference is ours minus "
               "published at the epoch the report tested (the `compared at` column): the final epoch in "
@@ -195,7 +193,7 @@ def write_summary(profile: str) -> Path:
               "hundred generated images trained for an epoch or two: they test the code path and mean "
               "nothing.\n\n")
     path = results_dir(profile) / "summary.md"
-    body = summary_markdown(tables)
+    body = summary_markdown(report_tables(results))
     shortened = shortened_runs(results)
     if not shortened.empty:
         body += (f"\n\n## {SHORTENED_HEADING}\n\nTrained for another number of epochs than the report's recipes "
@@ -270,9 +268,8 @@ def run_histories(results: pd.DataFrame, profile: str) -> dict:
 def screen_summary(profile: str) -> str:
     """The summary on one screen: per table, each row that has runs (published beside ours), then how many have none."""
     results = collect_results(profile)
-    tables = report_tables(results)
     lines = [f"Ours beside the report (profile {profile}; test accuracy at the epoch the report tested):"]
-    for name, frame in tables.items():
+    for name, frame in report_tables(results).items():
         ran = frame[frame["ours (final)"] != NOT_RUN]
         missing = len(frame) - len(ran)
         lines.append(f"  {name}" + (f"  ({missing} of {len(frame)} rows not run)" if missing else ""))

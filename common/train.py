@@ -341,9 +341,8 @@ class Trainer:
         bar.update(steps - (bar.n - (epoch - 1) * steps))
         guard.check()
         self.end_epoch()
-        metrics = sums.metrics()
         compiling = self.compile_timer.seconds - compiled
-        return {"epoch": epoch, **metrics, "lr": lr, "train_seconds": time.perf_counter() - started - compiling,
+        return {"epoch": epoch, **sums.metrics(), "lr": lr, "train_seconds": time.perf_counter() - started - compiling,
                 "compile_seconds": compiling if self.compile_timer.enabled else math.nan}
 
     def _shares(self, loader) -> tuple:

@@ -90,17 +90,13 @@ def plot_step_trace(trace, title: str = ""):
     return fig
 
 
-def _styles(n: int) -> list:
-    """n distinct (colour, line style) pairs: ten colours, then the same ten dashed, then dotted."""
-    colours = plt.get_cmap("tab10").colors
-    return [(colours[i % 10], ("-", "--", ":", "-.")[i // 10 % 4]) for i in range(n)]
-
-
 def plot_overlay(histories: dict, metric: str = "test_acc", title: str = ""):
     """One metric against epoch for several runs, one line each (label -> history frame), the legend beside."""
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    for (label, history), (colour, style) in zip(histories.items(), _styles(len(histories))):
-        ax.plot(history["epoch"], history[metric], marker=".", ms=3, color=colour, ls=style, label=label)
+    colours = plt.get_cmap("tab10").colors  # ten colours, then the same ten dashed, then dotted
+    for i, (label, history) in enumerate(histories.items()):
+        ax.plot(history["epoch"], history[metric], marker=".", ms=3, color=colours[i % 10],
+                ls=("-", "--", ":", "-.")[i // 10 % 4], label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " ").replace("acc", "accuracy"))
     ax.grid(alpha=0.3)
@@ -153,8 +149,7 @@ def plot_predictions(stored: dict, which: str = "best", title: str = ""):
     ax_class.set_xlim(0, 1)
     ax_class.axvline(right.mean(), color="k", ls="--", lw=1)
     ax_class.set_xlabel(f"test accuracy (dashed: all classes, {right.mean():.4f})")
-    shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
-    image = ax_conf.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    image = ax_conf.imshow(counts / counts.sum(axis=1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
     ax_conf.set_xticks(range(len(names)), ticks, rotation=60, ha="right", fontsize=7)
     ax_conf.set_yticks(range(len(names)), ticks, fontsize=7)
     ax_conf.set_xlabel("predicted class")
