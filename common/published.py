@@ -4,6 +4,8 @@ import math
 
 import pandas as pd
 
+# C4's ablations, not in the report: experiment -> what it removes from the basic recipe
+ABLATION_NAMES = {"e_no_dropout": "dropout", "e_no_weight_decay": "weight decay", "e_no_augment": "augmentation"}
 # table, row label as the report prints it (ours where it printed no number: NaN), our experiment name, data set,
 # test accuracy, test loss.
 # Source: the report's Tables 1-4 and text; each row with its place in the report in docs/published-numbers.md.
@@ -25,8 +27,8 @@ PUBLISHED = [
     ("Table 4", "cosine annealing with restarts", "e_cosine_restarts_as_run", "cifar10", 0.8162, None),
     ("Table 4", "cosine annealing with restarts, stepped per epoch", "e_cosine_restarts", "cifar10", math.nan, None),
     ("Table 4", "control: the cyclic basic recipe peaking at 1e-3", "e_cyclic_peak_1e3", "cifar10", math.nan, None),
-    *[("Level E", f"ablation: the basic recipe without {what}", f"e_no_{name}", "cifar10", math.nan, None)
-      for name, what in (("dropout", "dropout"), ("weight_decay", "weight decay"), ("augment", "augmentation"))],
+    *[("Level E", f"ablation: the basic recipe without {what}", name, "cifar10", math.nan, None)
+      for name, what in ABLATION_NAMES.items()],
     ("Table 1", "Baseline ResNet18", "a_resnet18", "cifar10", 0.9192, None),
     ("Table 1", "Baseline ResNet18", "a_resnet18", "cifar100", 0.6889, 0.6448),
     ("Table 1", "ResNet18, 7x7 stem (not in the report)", "a_resnet18_imagenet_stem", "cifar10", math.nan, None),
@@ -69,8 +71,7 @@ NOTES = {
     "e_cosine_restarts": "the script's epoch schedule stepped per epoch; no published number (E1)",
     "e_cyclic_peak_1e3": "not in the report: the schedules' peak rate for the cyclic recipe, a control of the "
                          "per-epoch comparison",
-    **{f"e_no_{name}": "not in the report: an ablation for its claim that each of these helps (C4)"
-       for name in ("dropout", "weight_decay", "augment")},
+    **{name: "not in the report: an ablation for its claim that each of these helps (C4)" for name in ABLATION_NAMES},
     "a_resnet18_imagenet_stem": "not in the report: its claim that the 3x3 stem makes ResNet18 work on 32x32 (C19)",
     "a_convnext": "the report's text names 120 epochs, its script ran 50; we run 50 (A4)",
 }
