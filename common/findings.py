@@ -10,7 +10,7 @@ from .data import describe_source
 from .paths import output_root
 from .published import ABLATION_NAMES, AS_RUN_TWIN, published_table
 from .results import atomic_path, shortened_flags
-from .summary import collect_results
+from .summary import _markdown_table, collect_results
 
 BASIC = "e_basic"
 SCHEDULES = ("e_warmup_cosine", "e_step_decay", "e_cosine_restarts")
@@ -128,7 +128,6 @@ def _paired(rows_a: pd.DataFrame, rows_b: pd.DataFrame, experiment: str, dataset
                   for rows in (rows_a, rows_b)]
         if all(s is not None for s in stored):
             return verdicts.mcnemar(*(predictions.at_epoch(s, at)[2] for s in stored))
-    return None
 
 
 def level_e_family(results: pd.DataFrame) -> pd.DataFrame:
@@ -171,6 +170,15 @@ def calibration(results: pd.DataFrame, experiment: str, dataset: str = "cifar10"
     return pd.DataFrame(lines, columns=["run", "source", "seed", "ECE"])
 
 
+def calibration_test(results: pd.DataFrame, a: str, b: str) -> tuple:
+    """Source, ECE seeds and Welch comparison of a against b on data both kept predictions for, and the verdict."""
+    tables = {name: calibration(results, name) for name in (a, b)}
+    source = min(set(tables[a]["source"]) & set(tables[b]["source"]), default=None)
+    values = {name: t[t["source"] == source]["ECE"].to_numpy() for name, t in tables.items()}
+    comparison = verdicts.compare(values[a], values[b])
+    return source, values, comparison, verdicts.verdict(comparison, -math.inf)  # the claim: less overconfident
+
+
 def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
     """One part of a claim: what was compared, on which data, with how many seeds, the verdict and its statistic."""
     kind, *args = part
@@ -192,12 +200,7 @@ def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
                 "statistic": statistic, "rows": _rows(results, [a, b], dataset)}
     if kind == "ece":
         a, b = args
-        tables = {name: calibration(results, name) for name in (a, b)}
-        sources = set(tables[a]["source"]) & set(tables[b]["source"])
-        source = sorted(sources)[0] if sources else None
-        values = {name: t[t["source"] == source]["ECE"].to_numpy() for name, t in tables.items()}
-        comparison = verdicts.compare(values[a], values[b])
-        found = verdicts.verdict(comparison, -math.inf)  # the claim gives a direction (less overconfident) only
+        source, values, comparison, found = calibration_test(results, a, b)
         if found == verdicts.NOT_RUN:
             found += ": needs both runs' test predictions"
         return {"what": f"ECE (15 bins, final epoch) of {a} vs {b}", "data": describe_source(source) if source else "",
@@ -238,8 +241,7 @@ def _statistic(comparison: verdicts.Comparison, head: str) -> str:
 def _rows(results: pd.DataFrame, experiments: list, dataset: str) -> str:
     """Links to the results CSVs that hold these experiments' rows."""
     chosen = results["experiment"].isin(experiments) & (results["dataset"] == dataset)
-    notebooks = sorted(set(results[chosen]["notebook"]))
-    return ", ".join(f"[{name}](../results/{name}.csv)" for name in notebooks)
+    return ", ".join(f"[{name}](../results/{name}.csv)" for name in sorted(set(results[chosen]["notebook"])))
 
 
 def _joined(parts: list, key: str) -> str:
@@ -258,16 +260,14 @@ def findings_table(results: pd.DataFrame) -> pd.DataFrame:
     lines = []
     for claim, line, words, parts in CLAIMS:
         found = [_part(results, family, part) for part in parts]
-        columns = ("what", "data", "seeds", "verdict", "statistic", "rows")
-        lines.append({"claim": claim, "report line": line, "the report says": words,
-                      **{key: _joined(found, key) for key in columns}})
+        lines.append({"claim": claim, "report line": line, "the report says": words} | {
+            key: _joined(found, key) for key in ("what", "data", "seeds", "verdict", "statistic", "rows")})
     return pd.DataFrame(lines)
 
 
 def write_findings(profile: str = "full", path=None) -> str:
     """docs/findings.md under the profile's output root (smoke: smoke/docs/): every claim with the verdict its
     recorded runs give; returns the markdown."""
-    from .summary import _markdown_table
     table = findings_table(collect_results(profile))
     counts = table["verdict"].str.split(" · ").explode().str.split(":").str[0].value_counts()
     text = (f"# The report's claims against our runs (profile: {profile})\n\n"
