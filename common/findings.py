@@ -120,14 +120,16 @@ def _metric(rows: pd.DataFrame, experiment: str, dataset: str, kind: str = "acc"
     return pd.to_numeric(rows.sort_values("seed")[f"test_{kind}_{at}"]).to_numpy(dtype=float)
 
 
-def _paired(rows_a: pd.DataFrame, rows_b: pd.DataFrame, experiment: str, dataset: str):
-    """McNemar's test of the lowest seed both sides kept test predictions for, or None."""
+def _paired(rows_a: pd.DataFrame, rows_b: pd.DataFrame, experiment: str, dataset: str) -> dict:
+    """McNemar's test of each side's lowest seed that kept test predictions, naming the seeds; {} without them."""
     at = "best" if _published(experiment, dataset)[2] == "best val" else "final"
-    for seed in sorted(set(rows_a["seed"]) & set(rows_b["seed"])):
-        stored = [predictions.recorded_predictions(rows[rows["seed"] == seed].iloc[0].to_dict())
-                  for rows in (rows_a, rows_b)]
-        if all(s is not None for s in stored):
-            return verdicts.mcnemar(*(predictions.at_epoch(s, at)[2] for s in stored))
+    kept = [[(row["seed"], s) for _, row in rows.sort_values("seed").iterrows()
+             if (s := predictions.recorded_predictions(row.to_dict())) is not None] for rows in (rows_a, rows_b)]
+    if not all(kept):
+        return {}
+    (seed_a, a), (seed_b, b) = kept[0][0], kept[1][0]
+    return {"mcnemar": verdicts.mcnemar(predictions.at_epoch(a, at)[2], predictions.at_epoch(b, at)[2]),
+            "paired": f"seed {seed_a} vs {seed_b}: "}
 
 
 def level_e_family(results: pd.DataFrame) -> pd.DataFrame:
@@ -149,9 +151,8 @@ def judge_pairs(results: pd.DataFrame, pairs: list, dataset: str) -> pd.DataFram
         source, rows = _sides(results, [a, b], dataset)
         claimed = CLAIMED_DIRECTION.get((a, b), _published(a, dataset)[0] - _published(b, dataset)[0])
         family.append({"label": f"{a} - {b}", "a": _metric(rows[a], a, dataset), "b": _metric(rows[b], b, dataset),
-                       "claimed": claimed,
-                       "mcnemar": _paired(rows[a], rows[b], a, dataset) if source else None,
-                       "data": describe_source(source) if source else ""})
+                       "claimed": claimed, "data": describe_source(source) if source else "",
+                       **(_paired(rows[a], rows[b], a, dataset) if source else {})})
     table = verdicts.judge(family)
     table.insert(0, "data", [pair["data"] for pair in family])
     return table
@@ -280,7 +281,6 @@ def write_findings(profile: str = "full", path=None) -> str:
             "where we trained on a copy (the `data` column), its printed numbers are compared across data and "
             "differences are the fairer test.\n\nVerdicts over all parts: "
             + ", ".join(f"{name} {n}" for name, n in counts.items()) + ".\n\n" + _markdown_table(table) + "\n")
-    path = path or output_root(profile) / "docs" / "findings.md"
-    with atomic_path(path) as tmp:
+    with atomic_path(path or output_root(profile) / "docs" / "findings.md") as tmp:
         tmp.write_text(text)
     return text

@@ -120,7 +120,7 @@ def judge(pairs: list) -> pd.DataFrame:
     """Verdicts for a family of comparisons, Holm-corrected together.
 
     `pairs`: dicts with label, a (values), b (values), claimed (the report's a - b, NaN where it has none) and,
-    optionally, mcnemar (a tuple from mcnemar()). Holm counts only the comparisons that have a p-value."""
+    optionally, mcnemar (from mcnemar()) and paired (its networks). Holm counts only the comparisons with a p-value."""
     found = [compare(pair["a"], pair["b"]) for pair in pairs]
     adjusted = holm([comparison.p for comparison in found])
     lines = []
@@ -131,8 +131,8 @@ def judge(pairs: list) -> pd.DataFrame:
                       "95% interval": _interval(comparison), "p": _round(comparison.p, 3),
                       "p (Holm)": _round(p_holm, 3), "seeds": f"{comparison.n_a} vs {comparison.n_b}",
                       "test": comparison.test, "verdict": verdict(comparison, pair["claimed"], p_holm),
-                      "McNemar (one network a side)": ("" if mc is None
-                                                       else f"{mc[0]} vs {mc[1]} images, p {mc[2]:.3g}")})
+                      "McNemar (one network a side)": "" if mc is None else
+                      f"{pair.get('paired', '')}{mc[0]} vs {mc[1]} images, p {mc[2]:.3g}"})
     return pd.DataFrame(lines).set_index("comparison") if lines else pd.DataFrame(lines)
 
 

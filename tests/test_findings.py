@@ -54,6 +54,21 @@ def test_the_1e3_control_asks_the_basic_recipes_question_of_the_cyclic_rate_at_t
     assert same_peak["verdict"] == verdicts.NOT_REPRODUCED and same_peak["ours"] == pytest.approx(0.0)
 
 
+def test_mcnemar_pairs_each_sides_lowest_seed_that_kept_predictions(root):
+    labels = np.arange(100) % 10
+    # basic seeds 0-2 kept none; basic seed 3 is right on 70 images, GAP seed 1 on those and 10 more
+    basic = [*BASIC, level_e("e_basic", 3, 0.815)]
+    gap = [level_e("e_gap", seed, 0.82) for seed in (0, 1, 2)]
+    for row, right in ((basic[3], 70), (gap[1], 80), (gap[2], 0)):
+        predicted = np.where(np.arange(100) < right, labels, (labels + 1) % 10)
+        write_predictions(root / "results" / "predictions" / f"{row['run_id']}.npz", labels,
+                          (predicted, np.full(100, 0.9)), (predicted, np.full(100, 0.9)), [f"c{i}" for i in range(10)])
+    write_rows("full", "02_regularization.csv", basic + gap)
+    paired = findings.level_e_family(collect_results("full")).loc["e_gap - e_basic", "McNemar (one network a side)"]
+    # ten images only GAP (side a) gets right, none the other way: exact two-sided p = 2 * 0.5 ** 10
+    assert paired == f"seed 1 vs 3: 10 vs 0 images, p {2 * 0.5 ** 10:.3g}"
+
+
 def test_c4s_ablations_are_judged_by_direction_in_a_family_of_their_own(root):
     write_rows("full", "02_regularization.csv", BASIC + [
         *[level_e("e_no_augment", seed, acc) for seed, acc in enumerate((0.70, 0.705, 0.71))],  # far below
