@@ -159,16 +159,16 @@ def judge_pairs(results: pd.DataFrame, pairs: list, dataset: str) -> pd.DataFram
 
 
 def calibration(results: pd.DataFrame, experiment: str, dataset: str = "cifar10") -> pd.DataFrame:
-    """The expected calibration error of each seed of a run that kept test predictions, at its final epoch."""
-    rows = results[(results["experiment"] == experiment) & (results["dataset"] == dataset)]
-    lines = []
+    """Each seed's expected calibration error and mean confidence minus accuracy, from its final-epoch predictions."""
+    lines, rows = [], results[(results["experiment"] == experiment) & (results["dataset"] == dataset)]
     for _, row in rows.sort_values("seed").iterrows():
         stored = predictions.recorded_predictions(row.to_dict())
         if stored is not None:
             _, confidence, right = predictions.at_epoch(stored, "final")
             lines.append({"run": row["run_id"], "source": row["source"], "seed": row["seed"],
-                          "ECE": predictions.expected_calibration_error(confidence, right)})
-    return pd.DataFrame(lines, columns=["run", "source", "seed", "ECE"])
+                          "ECE": predictions.expected_calibration_error(confidence, right),
+                          "confidence - accuracy": float(np.mean(confidence) - np.mean(right))})  # > 0: overconfident
+    return pd.DataFrame(lines, columns=["run", "source", "seed", "ECE", "confidence - accuracy"])
 
 
 def calibration_test(results: pd.DataFrame, a: str, b: str) -> tuple:

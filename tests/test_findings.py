@@ -137,6 +137,9 @@ def test_label_smoothing_calibration_from_the_predictions(root):
     results = collect_results("full")
     ece = findings.calibration(results, "e_basic")
     assert len(ece) == 3 and ece["ECE"].between(0.1, 0.2).all()  # 0.95 confident, about 0.8 right
+    assert ece["confidence - accuracy"].between(0.1, 0.2).all()  # overconfident: the signed gap is positive
+    smoothed = findings.calibration(results, "e_ls_cutout")["confidence - accuracy"]
+    assert smoothed.abs().max() < 0.05 and (ece["confidence - accuracy"] > smoothed.max()).all()
     c5 = findings.findings_table(results).set_index("claim").loc["C5"]
     assert c5["verdict"].startswith(verdicts.HOLDS) and "3 vs 3" in c5["seeds"]
     # the notebook's line: label smoothing's calibration error is about 0.15 below the overconfident basic recipe's
