@@ -33,7 +33,7 @@ CLAIMED_DIRECTION[("a_resnet18", "a_resnet18_imagenet_stem")] = math.inf
 GPU, C100 = "a GPU (hours on a CPU)", "CIFAR-100 (not on this machine) and a GPU"
 # id, the report's line, the claim in our words, and its parts: ("diff", a, b, dataset) compares two
 # experiments, ("value", experiment, dataset) ours against the printed number, ("loss", ...) the printed test
-# loss, ("ece", a, b) calibration from the test predictions, ("needs", what) a claim no run here answers yet,
+# loss, ("ece", a, b, column) calibration() from the test predictions, ("needs", what) a claim no run here answers yet,
 # ("code", what) a statement the report's code contradicts
 CLAIMS = [
     ("C1", 63, "Without batch normalisation the VGG blocks stayed at chance (test accuracy 0.1); BN fixed it.",
@@ -45,7 +45,8 @@ CLAIMS = [
     ("C4", 65, "Dropout, weight decay and augmentation improve generalisation.",
      [("diff", name, BASIC, "cifar10") for name in ABLATIONS]),
     ("C5", 69, "Label smoothing reduces overconfidence; Cutout improves robustness.",
-     [("ece", "e_ls_cutout", BASIC), ("needs", "a corruption benchmark for robustness (not yet run)")]),
+     [("ece", "e_ls_cutout", BASIC, "ECE"), ("ece", "e_ls_cutout", BASIC, "confidence - accuracy"),
+      ("needs", "a corruption benchmark for robustness (not yet run)")]),
     ("C6", 113, "The basic recipe reaches 83.92 %.", [("value", BASIC, "cifar10")]),
     ("C7", 117, "Label smoothing + Cutout reaches 83.10 %.",
      [("value", "e_ls_cutout", "cifar10"), ("diff", "e_ls_cutout", BASIC, "cifar10")]),
@@ -171,13 +172,13 @@ def calibration(results: pd.DataFrame, experiment: str, dataset: str = "cifar10"
     return pd.DataFrame(lines, columns=["run", "source", "seed", "ECE", "confidence - accuracy"])
 
 
-def calibration_test(results: pd.DataFrame, a: str, b: str) -> tuple:
-    """Source, ECE seeds and Welch comparison of a against b on data both kept predictions for, and the verdict."""
+def calibration_test(results: pd.DataFrame, a: str, b: str, key: str = "ECE") -> tuple:
+    """Source, seeds (calibration() rows), Welch test of a's `key` against b's on shared data, and the verdict."""
     tables = {name: calibration(results, name) for name in (a, b)}
     source = min(set(tables[a]["source"]) & set(tables[b]["source"]), default=None)
-    values = {name: t[t["source"] == source]["ECE"].to_numpy() for name, t in tables.items()}
-    comparison = verdicts.compare(values[a], values[b])
-    return source, values, comparison, verdicts.verdict(comparison, -math.inf)  # the claim: less overconfident
+    seeds = {name: t[t["source"] == source] for name, t in tables.items()}
+    comparison = verdicts.compare(seeds[a][key], seeds[b][key])
+    return source, seeds, comparison, verdicts.verdict(comparison, -math.inf)  # the claim: less overconfident
 
 
 def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
@@ -200,14 +201,13 @@ def _part(results: pd.DataFrame, family: pd.DataFrame, part: tuple) -> dict:
         return {"what": f"{a} vs {b}", "data": row["data"], "seeds": row["seeds"], "verdict": row["verdict"],
                 "statistic": statistic, "rows": _rows(results, [a, b], dataset)}
     if kind == "ece":
-        a, b = args
-        source, values, comparison, found = calibration_test(results, a, b)
-        if found == verdicts.NOT_RUN:
-            found += ": needs both runs' test predictions"
-        return {"what": f"ECE (15 bins, final epoch) of {a} vs {b}", "data": describe_source(source) if source else "",
-                "seeds": f"{comparison.n_a} vs {comparison.n_b}", "verdict": found,
-                "statistic": _statistic(comparison, f"{values[a].mean():.4f} vs {values[b].mean():.4f}")
-                if comparison.n_a and comparison.n_b else "", "rows": _rows(results, [a, b], "cifar10")}
+        a, b, key = args
+        source, seeds, comparison, found = calibration_test(results, a, b, key)
+        return {"what": f"{key} (final epoch{', 15 bins' if key == 'ECE' else ''}) of {a} vs {b}",
+                "data": describe_source(source) if source else "", "seeds": f"{comparison.n_a} vs {comparison.n_b}",
+                "verdict": found + (": needs both runs' test predictions" if found == verdicts.NOT_RUN else ""),
+                "statistic": "" if found == verdicts.NOT_RUN else _statistic(comparison, " vs ".join(
+                    f"{seeds[name][key].mean():+.4f}" for name in (a, b))), "rows": _rows(results, [a, b], "cifar10")}
     experiment, dataset = args
     source, values, claimed, comparison = against_report(results, experiment, dataset, kind)
     return {"what": f"{experiment} test {'loss' if kind == 'loss' else 'accuracy'}",
