@@ -39,8 +39,13 @@ def native_bf16(device: torch.device) -> bool:
     torch.cuda.is_bf16_supported also counts emulation, as on a T4), or a CPU with AVX512-BF16 or AMX."""
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
-    cpu = getattr(torch, "cpu", None)
-    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return bool(cpu_bf16_kind())
+
+
+def cpu_bf16_kind() -> str:
+    """The CPU's bf16 instructions, "AMX", "AVX512-BF16" or "": its kernels, and so a run's rounding, follow them."""
+    probes = (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
+    return next((kind for kind, probe in probes if getattr(getattr(torch, "cpu", None), probe, lambda: False)()), "")
 
 
 def auto_precision(device: torch.device) -> str:

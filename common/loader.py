@@ -9,10 +9,9 @@ from .seeds import derive_seed
 class DeviceLoader:
     """(images, labels) batches, plus the true labels of a noisy-label run, from tensors kept on `device`.
 
-    Each epoch is a fresh permutation seeded by (seed, epoch): every sample is seen once per epoch, and an
-    interrupted run that resumes at epoch k draws exactly what it would have. Under data parallelism every process
-    draws the same batches and keeps its own `rank`-th share of each: together they see each sample once.
-    """
+    Each epoch is a fresh permutation seeded by (seed, epoch): every sample is seen once per epoch, and an interrupted
+    run that resumes at epoch k draws exactly what it would have. Under data parallelism every process draws the same
+    batches and keeps its own `rank`-th share of each: together they see each sample once."""
 
     def __init__(self, x, y, batch_size, mean, std, augment=None, shuffle=True,
                  device="cpu", channels_last=False, seed=0, rank=0, world_size=1, clean=None):

@@ -82,12 +82,8 @@ def resnet18(num_classes=10, dropout=0.5, stem="cifar"):
 
 @register("se_resnet18")
 def se_resnet18(num_classes=10, dropout=0.5, reduction=16):
-    """ResNet18 whose every basic block rescales its channels with Squeeze-and-Excitation after its
-    second BatchNorm, before the residual add (Hu et al. 2018), reduction 16.
-
-    torchvision's SqueezeExcitation computes the two C->C/16->C maps as 1x1 convolutions on the pooled
-    vector, which is the report's pair of linear layers (same weights, same parameter count).
-    """
+    """ResNet18 with Squeeze-and-Excitation (Hu et al. 2018) in every basic block, after its second BatchNorm and before
+    the residual add; torchvision's SqueezeExcitation (1x1 convolutions) is the report's pair of linear layers."""
     model = resnet18(num_classes, dropout)
     for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
         for block in stage:
@@ -140,11 +136,10 @@ class ViT(nn.Module):
     """The report's Vision Transformer for 32x32 images, built from torch's pre-LayerNorm encoder layers.
 
     Patch 4 (a 4x4 stride-4 conv: 64 patches of width 256), a learnable CLS token and positional embedding
-    (truncated normal, std 0.02), dropout 0.1 on the embeddings, 6 encoder layers (8 heads, MLP 1024, GELU,
-    dropout 0.1, LayerNorm first), a final LayerNorm and a linear head on the CLS token. torchvision's
-    VisionTransformer has the same blocks but zero-initialises the CLS token and the head, so it is not used.
-    The attention runs through torch's fused scaled-dot-product kernels (flash / memory-efficient on a GPU).
-    """
+    (truncated normal, std 0.02), dropout 0.1 on the embeddings, 6 encoder layers (8 heads, MLP 1024, GELU, dropout
+    0.1, LayerNorm first), a final LayerNorm and a linear head on the CLS token. torchvision's VisionTransformer has
+    the same blocks but zero-initialises the CLS token and the head, so it is not used. The attention runs through
+    torch's fused scaled-dot-product kernels (flash / memory-efficient on a GPU)."""
 
     def __init__(self, num_classes=100, image_size=32, patch=4, width=256, depth=6, heads=8, mlp=1024, dropout=0.1):
         super().__init__()

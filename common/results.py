@@ -17,6 +17,7 @@ import torch
 
 from . import distributed, paths
 from .config import RunConfig
+from .device import cpu_bf16_kind
 
 # One row per run in results/<notebook>.csv; the summary reads these columns.
 RESULT_FIELDS = [
@@ -236,8 +237,9 @@ def git_commit() -> str:
 
 
 def device_name(device: torch.device) -> str:
-    """The device a run trained on: the GPU's name (times the processes), or the CPU's threads."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}"
+    """The GPU's name (times the processes), or the CPU's threads and bf16 instructions (its kernels' rounding)."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"cpu x{torch.get_num_threads()} {cpu_bf16_kind()}".rstrip()
     return f"{name} x{distributed.world_size()} processes" if distributed.world_size() > 1 else name
 
 

@@ -27,8 +27,7 @@ def supcon_loss_fp32(features, labels, temperature: float = 0.07, base_temperatu
     included); its log-softmax runs over every other row, or over every row with include_self=True (the report
     script's variant: the anchor's similarity to itself stays in the denominator, though never a positive).
     Per anchor: -(temperature / base_temperature) * the mean log-softmax of its positives; the loss is the
-    mean over every anchor, one without a positive adding 0 (0, still with a gradient, when none has one).
-    """
+    mean over every anchor, one without a positive adding 0 (0, still with a gradient, when none has one)."""
     n = len(features)  # features: (n, d) = (V * B, d), unit rows; labels: (B,)
     if labels.dim() != 1 or len(labels) == 0 or n % len(labels) != 0:
         raise ValueError(f"supcon_loss: {n} feature rows are not a whole number of views of "

@@ -5,6 +5,7 @@ import pytest
 
 from common import launch, paths, recipes
 from common.config import Execution
+from common.device import cpu_bf16_kind
 from common.experiment import run_experiment, run_experiments
 from common.results import recorded_result
 
@@ -44,7 +45,7 @@ def test_ddp_launches_torchrun_and_the_main_process_records_the_run(root, monkey
     cfg = micro(epochs=1, synthetic_sizes=(64, 32))
     run = run_experiment(cfg, notebook="01_test", allow_cpu=True, execution=Execution(parallel="ddp", gpus=2))
     assert "over 2 processes (torchrun)" in capsys.readouterr().out
-    assert run.loaded and run.row["device"] == "cpu x1 x2 processes"
+    assert run.loaded and run.row["device"] == f"cpu x1 {cpu_bf16_kind()}".rstrip() + " x2 processes"
     assert recorded_result(cfg, "01_test") is not None
     assert (paths.checkpoints_dir("smoke") / cfg.run_id / "last.pt").exists()
     assert run.history["train_loss"].notna().all()

@@ -255,3 +255,16 @@ def test_history_grid_draws_every_seed_of_a_panel_alike_and_names_each_split_onc
     assert [ax.get_xlabel() for ax in panels] == ["epoch", "epoch"]  # each the lowest of its column
     assert panels[0].get_ylim() == panels[1].get_ylim()  # one loss scale
     plt.close(fig)
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, suffix", [(True, True, " AMX"), (False, True, " AVX512-BF16"),
+                                                     (False, False, "")])
+def test_a_cpu_rows_device_names_its_bf16_instructions(monkeypatch, amx, avx512_bf16, suffix):
+    # the bf16 kernels a CPU picks set a run's rounding, so the row must say which a CPU run had
+    import torch
+
+    from common import device
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    assert results.device_name(torch.device("cpu")) == f"cpu x{torch.get_num_threads()}{suffix}"
+    assert device.native_bf16(torch.device("cpu")) == (amx or avx512_bf16)
