@@ -8,7 +8,8 @@ A run is NAME:SEED: table2-clean, table2-noise, table2-coteach (notebook 06's Im
 and 04; a-resnet18_imagenet_stem is notebook 03's stem test). Each is recorded under REPRO_ROOT as its notebook
 records it; a finished run is loaded, not trained again, so the same command after an interruption carries on
 where it stopped. Run it from a checkout pinned at one commit: every row records the commit of the code that
-trained it.
+trained it. With --status it trains nothing and prints, for each run, whether it is recorded, the epoch its
+checkpoint reached, or that it has not started.
 """
 
 import argparse
@@ -18,7 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from this checkout, installed or not
 
-from common import recipes  # noqa: E402
+import torch  # noqa: E402
+
+from common import recipes, results  # noqa: E402
+from common.checkpoints import run_folder  # noqa: E402
 from common.experiment import run_experiment  # noqa: E402
 
 LEVEL_A_NOTEBOOKS = {"resnet18": "03_resnet18_baselines", "se_resnet18": "04_se_convnext", "convnext": "04_se_convnext"}
@@ -55,13 +59,36 @@ def _folder(path: str, flag: str) -> str:
     return f"imagefolder:{path}"
 
 
+def status(cfg, notebook: str) -> str:
+    """Where one run stands under REPRO_ROOT: recorded, checkpointed at some epoch, or not started."""
+    recorded = results.recorded_result(cfg, notebook)
+    if recorded is not None:
+        row = recorded.row
+        return f"recorded: test acc {row['test_acc_final']:.4f} at the final epoch ({row['device']})"
+    for path in (run_folder(cfg) / name for name in ("last.pt", "prev.pt")):
+        try:  # mmap: the epoch and the config's hash without reading the weights
+            state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except Exception:  # noqa: BLE001  missing, or being replaced: the run resumes from the one before
+            continue
+        if state.get("config_hash") != cfg.fingerprint():
+            return (f"a checkpoint of another config (epoch {state.get('epoch')}) in {path.parent}: the run refuses "
+                    "it; move that folder away to train this config")
+        return f"epoch {state['epoch']} of {cfg.epochs} checkpointed: the next call resumes after it"
+    return "not started"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", metavar="NAME:SEED")
     parser.add_argument("--cifar10", help="the CIFAR-10 image folder (train/ and test/)")
     parser.add_argument("--imagenette", help="the ImageNette image folder (train/ and test/ = its val split)")
+    parser.add_argument("--status", action="store_true", help="train nothing: say where each run stands")
     args = parser.parse_args(argv)
     planned = [configure(spec, args.cifar10, args.imagenette) for spec in args.runs]  # every name checked first
+    if args.status:
+        for spec, (cfg, notebook) in zip(args.runs, planned):
+            print(f"{spec}: {status(cfg, notebook)}")
+        return 0
     for cfg, notebook in planned:
         started = time.time()
         print(f"{time.strftime('%H:%M:%S')} start {cfg.run_id}", flush=True)
