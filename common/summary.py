@@ -60,7 +60,7 @@ def _format_losses(published, ours) -> str:
     return f"{published:.4f} / {ours if isinstance(ours, str) else _format_accuracy(ours)}"
 
 
-def _duration(seconds) -> str:
+def duration(seconds) -> str:
     """Wall time a person reads at a glance: `45 s`, `31 min`, `2 h 05 min`."""
     seconds = _number(seconds)
     if math.isnan(seconds):
@@ -128,8 +128,8 @@ def _source_cells(published: pd.Series, runs: pd.DataFrame) -> dict:
             "seeds": _seeds_label(runs),
             "epochs": _epochs(runs["epochs"]),
             # a range, not a mean: one run slowed by a shared machine would move a mean without a trace
-            "wall time": (_duration(wall.min()) if wall.nunique() < 2
-                          else f"{_duration(wall.min())} to {_duration(wall.max())}"),
+            "wall time": (duration(wall.min()) if wall.nunique() < 2
+                          else f"{duration(wall.min())} to {duration(wall.max())}"),
             "run": ", ".join(runs["run_id"].astype(str))}
 
 
@@ -248,7 +248,7 @@ def architecture_table(rows: list) -> pd.DataFrame:
         "model": row["model"], "dataset": row["dataset"], "trained on": describe_source(row["source"]),
         "parameters": f"{int(row['params']):,}",
         "train images/s": round(_number(row.get("train_images_per_s")), 1),
-        "device": row["device"], "wall time": _duration(row["wall_seconds"]),
+        "device": row["device"], "wall time": duration(row["wall_seconds"]),
         "test acc (best val)": row["test_acc_best"], "test acc (final)": row["test_acc_final"],
     } for row in rows])
     return frame.set_index(["model", "dataset"]) if rows else frame

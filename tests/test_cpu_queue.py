@@ -14,7 +14,8 @@ def test_status_follows_a_run_from_nothing_to_recorded(cpu_root):
     assert cpu_queue.status(cfg, "01_basic_vgg") == "not started"
     loaders = make_loaders(cfg, load_split(cfg), torch.device("cpu"))
     fit_until(2, build_for(cfg), loaders, cfg, run_folder(cfg), progress=False)
-    assert cpu_queue.status(cfg, "01_basic_vgg").startswith("epoch 2 of 3 checkpointed")
+    line = cpu_queue.status(cfg, "01_basic_vgg")
+    assert line.startswith("epoch 2 of 3 checkpointed (about ") and "at the pace of its last 2 epochs)" in line
     (run_folder(cfg) / "last.pt").rename(run_folder(cfg) / "prev.pt")  # as while last.pt is being replaced
     assert cpu_queue.status(cfg, "01_basic_vgg").startswith("epoch 2 of 3 checkpointed")
     other = cfg.replace(lr=cfg.lr / 2)  # the same run id, another config

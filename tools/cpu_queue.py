@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from common import recipes, results  # noqa: E402
 from common.checkpoints import run_folder  # noqa: E402
 from common.experiment import run_experiment  # noqa: E402
+from common.summary import duration  # noqa: E402
 
 LEVEL_A_NOTEBOOKS = {"resnet18": "03_resnet18_baselines", "se_resnet18": "04_se_convnext", "convnext": "04_se_convnext"}
 TABLE2 = {"table2-clean": dict(rate=0.0), "table2-noise": dict(kind="symmetric", rate=0.3),
@@ -73,7 +74,10 @@ def status(cfg, notebook: str) -> str:
         if state.get("config_hash") != cfg.fingerprint():
             return (f"a checkpoint of another config (epoch {state.get('epoch')}) in {path.parent}: the run refuses "
                     "it; move that folder away to train this config")
-        return f"epoch {state['epoch']} of {cfg.epochs} checkpointed: the next call resumes after it"
+        recent = [epoch["seconds"] for epoch in state["history"][-3:]]  # this machine's pace, load included
+        pace = f" (about {duration(sum(recent) / len(recent) * (cfg.epochs - state['epoch']))} left at the pace " \
+            f"of its last {len(recent)} epochs)" if recent and state["epoch"] < cfg.epochs else ""
+        return f"epoch {state['epoch']} of {cfg.epochs} checkpointed{pace}: the next call resumes after it"
     return "not started"
 
 
