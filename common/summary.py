@@ -13,7 +13,7 @@ from common.results import RESULT_FIELDS, atomic_path, read_history, read_result
 
 NOT_RUN = "not run"
 NOT_PUBLISHED = "not published"
-SKIPPED_FILES = {"bench.csv"}  # benchmark timings, not training runs
+BENCH_PREFIX = "bench"  # bench.csv, bench-<machine>.csv: benchmark timings, not training runs
 LOSS_COLUMN = "test loss (published / ours)"  # only where the report printed a loss; ours at the epoch compared
 COLUMNS = ["row", "dataset", "trained on", "published", "ours (best val)", "ours (final)", "difference",
            "compared at", LOSS_COLUMN, "seeds", "epochs", "wall time", "run", "note"]
@@ -28,7 +28,7 @@ def collect_results(profile: str) -> pd.DataFrame:
     (skipping it would report its runs as not run)."""
     frames = []
     for path in sorted(results_dir(check_profile(profile)).glob("*.csv")):
-        if path.name in SKIPPED_FILES:
+        if path.name.startswith(BENCH_PREFIX):
             continue
         frame = read_results(path)
         if not frame.empty:

@@ -102,3 +102,12 @@ def test_an_unwritable_out_is_refused_before_anything_is_measured(tmp_path, monk
         with pytest.raises(SystemExit) as exit_:
             bench.main(["--quick", "--out", str(out)])
         assert exit_.value.code == 2 and problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["AMX", "AVX512-BF16", ""])
+def test_machine_names_the_cpus_bf16_instructions(monkeypatch, kind):
+    # AMX and AVX512-BF16 CPUs train bf16 at different speeds: a row must say which one measured it
+    monkeypatch.setattr(bench, "cpu_bf16_kind", lambda: kind)
+    text = bench.machine(torch.device("cpu"))
+    assert (f"({kind})" in text) == bool(kind) and "()" not in text
+    assert f"{torch.get_num_threads()} torch threads" in text

@@ -181,9 +181,10 @@ def test_convnext_rows_note_the_texts_120_epochs_against_the_scripts_50(root):
     assert table_row(tables, "Table 1", "SE + ResNet18", "cifar10")["note"] == ""
 
 
-def test_bench_csv_is_ignored(root):
+@pytest.mark.parametrize("name", ["bench.csv", "bench-cpu-amx.csv"])
+def test_bench_csv_is_ignored(root, name):
     write_rows("full", "01_basic_vgg.csv", [run_row("e_basic", "cifar10", 0, 0.80)])
-    write_rows("full", "bench.csv", [run_row("e_gap", "cifar10", 0, 0.99)])
+    write_rows("full", name, [run_row("e_gap", "cifar10", 0, 0.99)])
     results = summary.collect_results("full")
     assert list(results["run_id"]) == ["e_basic-cifar10-s0"]
     row = table_row(summary.report_tables(results), "Level E", "global average pooling head",

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from th
 from common import paths, recipes  # noqa: E402
 from common.augment import build_augment  # noqa: E402
 from common.data import DataUnavailable, Split, load_images, synthetic_images  # noqa: E402
-from common.device import AUTOCAST, auto_precision, autocast_dtype, flush_denormals, precision_name  # noqa: E402
+from common.device import AUTOCAST, auto_precision, autocast_dtype, cpu_bf16_kind, flush_denormals, precision_name  # noqa: E402
 from common.experiment import build_for, make_loaders  # noqa: E402
 from common.loader import DeviceLoader  # noqa: E402
 from common.models import build_model  # noqa: E402
@@ -363,14 +363,15 @@ def table_rows(benchmark: str, rates: dict, target: float, images: int, compile_
 
 
 def machine(device) -> str:
-    """CPU model, cores and torch threads, the GPU where one is used, and the torch version."""
+    """CPU model and bf16 instructions, cores and torch threads, the GPU where one is used, and the torch version."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    kind = cpu_bf16_kind()  # AMX or AVX512-BF16: the CPU's bf16 speed follows it
+    text = f"{cpu}{f' ({kind})' if kind else ''}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     if device.type == "cuda":
         text += f", {torch.cuda.get_device_name(device)}"
     return text + f", torch {torch.__version__}"
