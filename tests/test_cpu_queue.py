@@ -34,3 +34,16 @@ def test_status_trains_nothing(cpu_root, capsys, tmp_path):
     assert cpu_queue.main(["--status", "--cifar10", str(folder), "e-gap:1", "a-resnet18:42"]) == 0
     assert capsys.readouterr().out.splitlines() == ["e-gap:1: not started", "a-resnet18:42: not started"]
     assert not (cpu_root / "checkpoints").exists() and not (cpu_root / "results").exists()
+
+
+def test_compile_reaches_every_run_of_the_queue(cpu_root, monkeypatch, tmp_path):
+    folder = tmp_path / "cifar10"
+    for split in ("train", "test"):
+        (folder / split).mkdir(parents=True)
+    seen = []
+    monkeypatch.setattr(cpu_queue, "run_experiment", lambda cfg, notebook, **kwargs: seen.append(
+        (cfg.run_id, kwargs["execution"].compile, kwargs["allow_cpu"])))
+    for flags, compiled in (([], False), (["--compile"], True)):
+        seen.clear()
+        assert cpu_queue.main([*flags, "--cifar10", str(folder), "e-gap:1", "a-resnet18:42"]) == 0
+        assert [entry[1:] for entry in seen] == [(compiled, True)] * 2 and "-s42-" in seen[1][0]

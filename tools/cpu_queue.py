@@ -8,8 +8,9 @@ A run is NAME:SEED: table2-clean, table2-noise, table2-coteach (notebook 06's Im
 and 04; a-resnet18_imagenet_stem is notebook 03's stem test). Each is recorded under REPRO_ROOT as its notebook
 records it; a finished run is loaded, not trained again, so the same command after an interruption carries on
 where it stopped. Run it from a checkout pinned at one commit: every row records the commit of the code that
-trained it. With --status it trains nothing and prints, for each run, whether it is recorded, the epoch its
-checkpoint reached, or that it has not started.
+trained it. --compile trains through torch.compile (its history's compile_seconds says so). With --status it
+trains nothing and prints, for each run, whether it is recorded, the epoch its checkpoint reached, or that it has
+not started.
 """
 
 import argparse
@@ -23,6 +24,7 @@ import torch  # noqa: E402
 
 from common import recipes, results  # noqa: E402
 from common.checkpoints import run_folder  # noqa: E402
+from common.config import Execution  # noqa: E402
 from common.experiment import run_experiment  # noqa: E402
 from common.summary import duration  # noqa: E402
 
@@ -87,16 +89,20 @@ def main(argv=None) -> int:
     parser.add_argument("--cifar10", help="the CIFAR-10 image folder (train/ and test/)")
     parser.add_argument("--imagenette", help="the ImageNette image folder (train/ and test/ = its val split)")
     parser.add_argument("--status", action="store_true", help="train nothing: say where each run stands")
+    parser.add_argument("--compile", action="store_true",
+                        help="train through torch.compile (faster for the ResNets on a CPU with AMX; start and resume "
+                             "a run the same way, since its rounding follows the choice)")
     args = parser.parse_args(argv)
     planned = [configure(spec, args.cifar10, args.imagenette) for spec in args.runs]  # every name checked first
     if args.status:
         for spec, (cfg, notebook) in zip(args.runs, planned):
             print(f"{spec}: {status(cfg, notebook)}")
         return 0
+    execution = Execution(compile=args.compile)
     for cfg, notebook in planned:
         started = time.time()
         print(f"{time.strftime('%H:%M:%S')} start {cfg.run_id}", flush=True)
-        result = run_experiment(cfg, notebook, progress=False, allow_cpu=True)
+        result = run_experiment(cfg, notebook, progress=False, allow_cpu=True, execution=execution)
         print(f"{time.strftime('%H:%M:%S')} {result!r} ({time.time() - started:.0f} s in this call)", flush=True)
     return 0
 
